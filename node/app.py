@@ -1,0 +1,62 @@
+"""create_app(settings) -> FastAPI: one node's HTTP face, with no module globals."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from node.embeddings import EmbeddingRegistry, default_registry
+from node.engine import DataDirInUse, Engine
+from node.metrics import NodeMetrics
+from node.middleware import NodeMiddleware
+from node.problems import install_error_handlers
+from node.routes import chunks, documents, libraries, query, system
+from node.service import Service
+from node.settings import Settings
+from wal import CorruptLog, CorruptSnapshot, CorruptStableState
+
+log = logging.getLogger("shoal.node")
+
+API_VERSION = "0.1.0"
+
+
+def create_app(settings: Settings, embedders: EmbeddingRegistry | None = None) -> FastAPI:
+    engine = Engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await run_in_threadpool(engine.open)
+        except (CorruptLog, CorruptSnapshot, CorruptStableState, DataDirInUse) as exc:
+            log.critical("cannot start node %s: %s", settings.node_id, exc)
+            raise
+        try:
+            yield
+        finally:
+            await run_in_threadpool(engine.close)
+
+    app = FastAPI(
+        title="Shoal",
+        version=API_VERSION,
+        summary="A replicated vector database: libraries, documents, chunks, kNN queries.",
+        lifespan=lifespan,
+    )
+    metrics = NodeMetrics(engine)
+    app.state.engine = engine
+    app.state.metrics = metrics
+    app.state.service = Service(engine, embedders or default_registry())
+    install_error_handlers(app)
+    for module in (libraries, documents, chunks, query, system):
+        app.include_router(module.router)
+    app.add_middleware(
+        NodeMiddleware,
+        node_id=settings.node_id,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        api_key=settings.api_key,
+    )
+    return app

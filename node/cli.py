@@ -1,0 +1,106 @@
+"""The ``shoal`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from node.settings import Settings
+
+# flag name -> Settings field; only flags given on the command line override
+# the SHOAL_* environment.
+SERVE_FLAGS: dict[str, str] = {
+    "node_id": "node_id",
+    "host": "host",
+    "port": "port",
+    "data": "data_dir",
+    "advertise_url": "advertise_url",
+    "fsync": "fsync",
+    "snapshot_every": "snapshot_every_entries",
+    "max_body_bytes": "max_body_bytes",
+    "api_key": "api_key",
+    "log_level": "log_level",
+}
+
+
+def _serve_parser(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="run one node (a cluster of one by default)")
+    serve.add_argument("--node-id", help="this node's id [SHOAL_NODE_ID, default n1]")
+    serve.add_argument("--host", help="listen address [SHOAL_HOST, default 127.0.0.1]")
+    serve.add_argument("--port", type=int, help="listen port [SHOAL_PORT, default 7700]")
+    serve.add_argument("--data", help="data directory [SHOAL_DATA_DIR, default ./data]")
+    serve.add_argument("--advertise-url", help="URL other nodes and clients use for this node")
+    serve.add_argument(
+        "--fsync",
+        choices=["always", "batch", "off"],
+        help="when the log is forced to disk [SHOAL_FSYNC, default always]",
+    )
+    serve.add_argument(
+        "--snapshot-every",
+        type=int,
+        help="log entries between snapshots [SHOAL_SNAPSHOT_EVERY_ENTRIES, default 10000]",
+    )
+    serve.add_argument("--max-body-bytes", type=int, help="largest accepted request body")
+    serve.add_argument("--api-key", help="require this key on API requests [SHOAL_API_KEY]")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    given = {
+        field: getattr(args, flag)
+        for flag, field in SERVE_FLAGS.items()
+        if getattr(args, flag, None) is not None
+    }
+    return Settings(**given)
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from node.app import create_app
+
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="shoal", description="Shoal vector database")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(commands)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        try:
+            settings = _settings(args)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            print(f"shoal: invalid settings: {problems}", file=sys.stderr)  # noqa: T201
+            return 2
+        return serve(settings)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

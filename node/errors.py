@@ -1,0 +1,104 @@
+"""The one error tree of the node, rendered as RFC 9457 problem+json.
+
+Every error carries a sentence a person understands in ``detail``. Routes
+raise these; :func:`install_error_handlers` is the only place they become
+HTTP responses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_BASE = "https://shoal.dev/problems/"
+
+
+class ShoalError(Exception):
+    status = 500
+    slug = "internal-error"
+    title = "Internal error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+class InvalidRequest(ShoalError):
+    status = 422
+    slug = "invalid-request"
+    title = "The request is not valid"
+
+
+class DimensionMismatch(InvalidRequest):
+    slug = "dimension-mismatch"
+    title = "Vector dimension does not match the library"
+
+
+class InvalidFilter(InvalidRequest):
+    slug = "invalid-filter"
+    title = "The filter is not valid"
+
+
+class MalformedBody(ShoalError):
+    status = 400
+    slug = "malformed-body"
+    title = "The request body could not be read"
+
+
+class NotFound(ShoalError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class Conflict(ShoalError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict with the current state"
+
+
+class PayloadTooLarge(ShoalError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Request body too large"
+
+
+class Unauthorized(ShoalError):
+    status = 401
+    slug = "unauthorized"
+    title = "Missing or wrong API key"
+
+
+class Unavailable(ShoalError):
+    status = 503
+    slug = "unavailable"
+    title = "The node cannot serve this request now"
+
+    def __init__(self, detail: str, retry_after: int = 1, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["Retry-After"] = str(retry_after)
+
+
+class StorageFailure(Unavailable):
+    slug = "storage-failure"
+    title = "The node could not make the write durable"
+
+
+# Errors a committed command can produce deterministically while applying.
+# The state machine records them by name; the service re-raises them.
+APPLY_ERRORS: dict[str, type[ShoalError]] = {
+    cls.__name__: cls for cls in (NotFound, Conflict, InvalidRequest, DimensionMismatch)
+}

@@ -1,0 +1,141 @@
+"""One ASGI layer in front of the app: node header, API key, body limit, metrics.
+
+A plain ASGI middleware (not BaseHTTPMiddleware) so request bodies stream
+through untouched and the size limit applies while reading, even when a
+client sends no Content-Length.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from node.errors import PayloadTooLarge, ShoalError, Unauthorized
+from node.metrics import NodeMetrics
+
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class NodeMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        node_id: str,
+        metrics: NodeMetrics,
+        max_body_bytes: int,
+        api_key: str | None,
+    ) -> None:
+        self.app = app
+        self.node_id = node_id.encode()
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.api_key = api_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-shoal-node", self.node_id)]
+            await send(message)
+
+        try:
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                await _send_problem(send_tagged, refusal, scope["path"])
+            else:
+                await self.app(scope, await self._buffered(receive), send_tagged)
+        except _TooLarge:
+            await _send_problem(
+                send_tagged,
+                PayloadTooLarge(
+                    f"the request body is larger than this node accepts "
+                    f"({self.max_body_bytes} bytes); send fewer chunks per request"
+                ),
+                scope["path"],
+            )
+        finally:
+            route = scope.get("route")
+            label = getattr(route, "path", "unmatched")
+            method = scope.get("method", "")
+            self.metrics.requests.labels(method, label, str(status["code"])).inc()
+            self.metrics.latency.labels(method, label).observe(time.perf_counter() - started)
+
+    def _refusal(self, scope: Scope) -> ShoalError | None:
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            return PayloadTooLarge(
+                f"the request body has {int(length)} bytes; this node accepts at most "
+                f"{self.max_body_bytes} bytes per request; send fewer chunks per request"
+            )
+        if self.api_key is None or scope["path"] in OPEN_PATHS:
+            return None
+        offered = headers.get(b"x-api-key", b"").decode(errors="replace")
+        bearer = headers.get(b"authorization", b"").decode(errors="replace")
+        if bearer.lower().startswith("bearer "):
+            offered = offered or bearer[7:].strip()
+        if not offered:
+            return Unauthorized("this node requires an API key (X-API-Key or Bearer token)")
+        if not hmac.compare_digest(offered.encode(), self.api_key.encode()):
+            return Unauthorized("the API key is not valid for this node")
+        return None
+
+    async def _buffered(self, receive: Receive) -> Receive:
+        """Read the whole body (refusing it past the limit), then replay it."""
+        chunks: list[bytes] = []
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return _replay([message], receive)
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_body_bytes:
+                raise _TooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        return _replay([body], receive)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replaying_receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replaying_receive
+
+
+async def _send_problem(send: Send, error: ShoalError, path: str) -> None:
+    body = json.dumps(error.problem(path)).encode()
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    start: dict[str, Any] = {
+        "type": "http.response.start",
+        "status": error.status,
+        "headers": headers,
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,101 @@
+"""Every error leaves the node as application/problem+json with a readable detail."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from node.errors import PROBLEM_BASE, InvalidRequest, MalformedBody, ShoalError
+
+log = logging.getLogger("shoal.http")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem_response(error: ShoalError, request: Request) -> JSONResponse:
+    return JSONResponse(
+        error.problem(request.url.path),
+        status_code=error.status,
+        media_type=PROBLEM_JSON,
+        headers=error.headers,
+    )
+
+
+def _where(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
+    return text or "body"
+
+
+def _sentence(error: dict[str, Any]) -> str:
+    where = _where(error.get("loc", ()))
+    kind = error.get("type", "")
+    if kind == "missing":
+        return f"{where} is required"
+    if kind == "extra_forbidden":
+        return f"unknown field {where!r}"
+    given = error.get("input")
+    shown = repr(given) if not isinstance(given, (dict, list)) else type(given).__name__
+    return f"{where}: {error.get('msg', 'invalid value')} (got {shown})"
+
+
+def validation_error(exc: RequestValidationError) -> ShoalError:
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        ctx = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {})
+        return MalformedBody(f"the body is not valid JSON ({ctx.get('error', 'parse error')})")
+    if any(
+        _where(e.get("loc", ())) == "body" and isinstance(e.get("input"), bytes) for e in errors
+    ):
+        return MalformedBody(
+            "the body must be a JSON object sent with Content-Type: application/json"
+        )
+    sentences = [_sentence(error) for error in errors[:10]]
+    more = f" and {len(errors) - 10} more problems" if len(errors) > 10 else ""
+    return InvalidRequest(
+        "; ".join(sentences) + more,
+        errors=[{"loc": _where(e.get("loc", ())), "message": e.get("msg")} for e in errors[:50]],
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ShoalError)
+    async def _shoal(request: Request, exc: ShoalError) -> JSONResponse:
+        return problem_response(exc, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem_response(validation_error(exc), request)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"there is no endpoint at {request.url.path}"
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        body = {
+            "type": PROBLEM_BASE + f"http-{exc.status_code}",
+            "title": detail,
+            "status": exc.status_code,
+            "detail": detail,
+            "instance": request.url.path,
+        }
+        return JSONResponse(body, exc.status_code, headers=exc.headers, media_type=PROBLEM_JSON)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        error = ShoalError(
+            "the node hit an unexpected error; nothing was changed unless the response "
+            "said so; see the node's log"
+        )
+        return problem_response(error, request)

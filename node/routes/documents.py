@@ -1,0 +1,88 @@
+"""/libraries/{id}/documents and the chunks under a document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+
+from node import models
+from node.deps import Cursor, Limit, ServiceDep, mark_written
+
+router = APIRouter(prefix="/libraries/{library_id}/documents", tags=["documents"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=models.Document)
+async def create_document(
+    library_id: str, body: models.DocumentCreate, service: ServiceDep, response: Response
+) -> Any:
+    document, index = await service.add_document(library_id, body)
+    mark_written(response, index)
+    response.headers["Location"] = f"/libraries/{library_id}/documents/{document['id']}"
+    return document
+
+
+@router.get("", response_model=models.DocumentPage)
+def list_documents(
+    library_id: str, service: ServiceDep, cursor: Cursor = None, limit: Limit = 100
+) -> Any:
+    return service.list_documents(library_id, cursor, limit)
+
+
+@router.get("/{document_id}", response_model=models.Document)
+def get_document(
+    library_id: str,
+    document_id: str,
+    service: ServiceDep,
+    include_chunks: bool = False,
+    include_embeddings: bool = False,
+) -> Any:
+    return service.get_document(library_id, document_id, include_chunks, include_embeddings)
+
+
+@router.patch("/{document_id}", response_model=models.Document)
+async def update_document(
+    library_id: str,
+    document_id: str,
+    body: models.DocumentUpdate,
+    service: ServiceDep,
+    response: Response,
+) -> Any:
+    document, index = await service.update_document(library_id, document_id, body)
+    mark_written(response, index)
+    return document
+
+
+@router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_document(library_id: str, document_id: str, service: ServiceDep) -> Response:
+    index = await service.delete_document(library_id, document_id)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    mark_written(response, index)
+    return response
+
+
+@router.post(
+    "/{document_id}/chunks", status_code=status.HTTP_201_CREATED, response_model=models.ChunkList
+)
+async def add_chunks(
+    library_id: str,
+    document_id: str,
+    body: models.ChunksCreate,
+    service: ServiceDep,
+    response: Response,
+) -> Any:
+    chunks, index = await service.add_chunks(library_id, document_id, body)
+    mark_written(response, index)
+    return {"items": chunks}
+
+
+@router.get("/{document_id}/chunks", response_model=models.ChunkPage)
+def list_chunks(
+    library_id: str,
+    document_id: str,
+    service: ServiceDep,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+    include_embeddings: bool = False,
+) -> Any:
+    return service.list_chunks(library_id, document_id, cursor, limit, include_embeddings)

@@ -1,0 +1,426 @@
+"""Requests become commands here; reads are answered from the state machine.
+
+Writes to one library are serialized by an asyncio lock held from
+validation until the command is applied, so what was validated is what the
+command meets. Validation, embedding and encoding run on worker threads.
+Reads take the library's read lock and run on worker threads too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from starlette.concurrency import run_in_threadpool
+
+import indexes
+from node import commands as cmd
+from node import filters, models
+from node.chunking import chunk_text
+from node.embeddings import EmbeddingRegistry, UnknownModel
+from node.engine import Engine
+from node.errors import (
+    APPLY_ERRORS,
+    Conflict,
+    InvalidFilter,
+    InvalidRequest,
+    NotFound,
+    StorageFailure,
+    Unavailable,
+)
+from node.ids import new_id, new_ids
+from node.store import views
+from node.store.library import Library
+from node.timeutil import datetime_to_us, now_us
+from node.vectors import check_dimension, embedding_matrix, reject_zero_vectors
+from replication.interfaces import Committed, NotAccepting
+
+Written = tuple[Any, int]
+
+
+class Service:
+    def __init__(self, engine: Engine, embedders: EmbeddingRegistry) -> None:
+        self.engine = engine
+        self.state = engine.state
+        self.embedders = embedders
+        self._library_locks: dict[str, asyncio.Lock] = {}
+        self._catalog_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------ plumbing
+    def _lock(self, library_id: str) -> asyncio.Lock:
+        return self._library_locks.setdefault(library_id, asyncio.Lock())
+
+    async def _commit(self, command: cmd.Command) -> Written:
+        if not self.engine.ready:
+            reason = self.engine.failure or "the node is starting or stopping"
+            raise Unavailable(f"this node cannot accept writes now: {reason}")
+        payload = cmd.encode(command)
+        try:
+            committed: Committed = await asyncio.wrap_future(self.engine.propose(payload))
+        except NotAccepting as exc:
+            raise StorageFailure(f"the write was not made durable: {exc}") from None
+        outcome = committed.outcome
+        error = getattr(outcome, "error", None)
+        if error is not None:
+            raise APPLY_ERRORS[error](getattr(outcome, "detail", "") or error)
+        return getattr(outcome, "value", None), committed.index
+
+    def _library(self, library_id: str) -> Library:
+        library = self.state.library(library_id)
+        if library is None:
+            raise NotFound(f"library {library_id} does not exist")
+        return library
+
+    @contextmanager
+    def _reading(self, library_id: str) -> Iterator[Library]:
+        library = self._library(library_id)
+        with library.lock.read():
+            yield library
+
+    # ----------------------------------------------------------- libraries
+    async def create_library(self, body: models.LibraryCreate) -> Written:
+        model = body.embedding_model or self.embedders.default
+        try:
+            self.embedders.get(model)
+        except UnknownModel as exc:
+            raise InvalidRequest(f"embedding_model: {exc}") from None
+        try:
+            indexes.create(
+                body.index_type, dim=body.dimension or 1, metric=body.metric, **body.index_params
+            )
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequest(f"index_type {body.index_type!r}: {exc}") from None
+        async with self._catalog_lock:
+            if self.state.library_id_by_name(body.name) is not None:
+                raise Conflict(f"a library named {body.name!r} already exists")
+            return await self._commit(
+                cmd.CreateLibrary(
+                    library_id=new_id(),
+                    name=body.name,
+                    description=body.description,
+                    dimension=body.dimension,
+                    metric=body.metric,
+                    index_type=body.index_type,
+                    index_params=body.index_params,
+                    embedding_model=model,
+                    created_at=now_us(),
+                )
+            )
+
+    async def update_library(self, library_id: str, body: models.LibraryUpdate) -> Written:
+        changes = body.model_dump(exclude_unset=True)
+        if "name" in changes and changes["name"] is None:
+            raise InvalidRequest("name cannot be null")
+        async with self._catalog_lock, self._lock(library_id):
+            self._library(library_id)
+            name = changes.get("name")
+            if name is not None and self.state.library_id_by_name(name) not in (None, library_id):
+                raise Conflict(f"a library named {name!r} already exists")
+            return await self._commit(cmd.UpdateLibrary(library_id, changes, now_us()))
+
+    async def delete_library(self, library_id: str) -> int:
+        async with self._catalog_lock, self._lock(library_id):
+            self._library(library_id)
+            _, index = await self._commit(cmd.DeleteLibrary(library_id))
+        self._library_locks.pop(library_id, None)
+        return index
+
+    def list_libraries(self, cursor: str | None, limit: int) -> dict[str, Any]:
+        libraries, more = self.state.library_page(cursor, limit)
+        items = []
+        for library in libraries:
+            with library.lock.read():
+                items.append(views.library_view(library))
+        return {"items": items, "next_cursor": items[-1]["id"] if more and items else None}
+
+    def get_library(self, library_id: str) -> dict[str, Any]:
+        with self._reading(library_id) as library:
+            return views.library_view(library)
+
+    # ------------------------------------------------------------- chunks
+    def _chunk_batch(
+        self, library: Library, chunks: list[models.ChunkCreate], label: str
+    ) -> cmd.ChunkBatch:
+        """Validate and embed chunks into a batch; runs on a worker thread."""
+        info = library.info
+        stamp = now_us()
+        given = [n for n, chunk in enumerate(chunks) if chunk.embedding is not None]
+        missing = [n for n, chunk in enumerate(chunks) if chunk.embedding is None]
+        for n in missing:
+            if not chunks[n].text.strip():
+                raise InvalidRequest(f"{label}[{n}] has neither an embedding nor text to embed")
+        dim = info.dimension
+        matrix = np.empty((len(chunks), 0), dtype=np.float32)
+        if given:
+            labels = [f"{label}[{n}].embedding" for n in given]
+            supplied = embedding_matrix([chunks[n].embedding or [] for n in given], labels)
+            check_dimension(supplied.shape[1], dim, labels[0], info.id)
+            dim = supplied.shape[1]
+            matrix = np.empty((len(chunks), dim), dtype=np.float32)
+            matrix[given] = supplied
+        if missing:
+            provider = self.embedders.get(info.embedding_model)
+            texts = [chunks[n].text for n in missing]
+            embedded = provider.embed(texts, dim, "search_document")
+            if dim is None:
+                dim = embedded.shape[1]
+                matrix = np.empty((len(chunks), dim), dtype=np.float32)
+            matrix[missing] = embedded
+        if info.metric == "cosine":
+            reject_zero_vectors(matrix, [f"{label}[{n}].embedding" for n in range(len(chunks))])
+        return cmd.ChunkBatch(
+            ids=new_ids(len(chunks)),
+            texts=[chunk.text for chunk in chunks],
+            page_numbers=[chunk.metadata.page_number for chunk in chunks],
+            chunk_indexes=[chunk.metadata.chunk_index for chunk in chunks],
+            created_at=[
+                datetime_to_us(chunk.metadata.created_at) if chunk.metadata.created_at else stamp
+                for chunk in chunks
+            ],
+            server_embedded=[chunk.embedding is None for chunk in chunks],
+            dim=int(dim or 0),
+            vectors=np.ascontiguousarray(matrix, dtype="<f4").tobytes(),
+        )
+
+    # ----------------------------------------------------------- documents
+    def _document_chunks(self, body: models.DocumentCreate) -> tuple[list[models.ChunkCreate], str]:
+        if body.chunks is not None and body.text is not None:
+            raise InvalidRequest("send either chunks or text, not both")
+        if body.text is None:
+            return body.chunks or [], "chunks"
+        if body.chunk_overlap >= body.chunk_size:
+            raise InvalidRequest("chunk_overlap must be smaller than chunk_size")
+        pieces = chunk_text(body.text, body.chunk_size, body.chunk_overlap)
+        if not pieces:
+            raise InvalidRequest("text has no words to index")
+        chunks = [
+            models.ChunkCreate(text=piece, metadata=models.ChunkMetadata(chunk_index=n))
+            for n, piece in enumerate(pieces)
+        ]
+        return chunks, "text chunk"
+
+    async def add_document(self, library_id: str, body: models.DocumentCreate) -> Written:
+        async with self._lock(library_id):
+            library = self._library(library_id)
+            chunks, label = self._document_chunks(body)
+            batch = await run_in_threadpool(self._chunk_batch, library, chunks, label)
+            stamp = now_us()
+            meta = body.metadata
+            fields = cmd.DocumentFields(
+                title=meta.title,
+                author=meta.author,
+                created_at=datetime_to_us(meta.created_at) if meta.created_at else stamp,
+                document_type=meta.document_type,
+                source_url=meta.source_url,
+                tags=list(dict.fromkeys(meta.tags)),
+            )
+            return await self._commit(cmd.AddDocument(library_id, new_id(), fields, batch, stamp))
+
+    async def update_document(
+        self, library_id: str, document_id: str, body: models.DocumentUpdate
+    ) -> Written:
+        changes = body.metadata.model_dump(exclude_unset=True)
+        if "created_at" in changes:
+            if changes["created_at"] is None:
+                raise InvalidRequest("metadata.created_at cannot be null")
+            changes["created_at"] = datetime_to_us(changes["created_at"])
+        if "tags" in changes:
+            changes["tags"] = list(dict.fromkeys(changes["tags"] or []))
+        async with self._lock(library_id):
+            with self._reading(library_id) as library:
+                library_has = document_id in library.documents
+            if not library_has:
+                raise NotFound(f"document {document_id} does not exist in library {library_id}")
+            return await self._commit(
+                cmd.UpdateDocument(library_id, document_id, changes, now_us())
+            )
+
+    async def delete_document(self, library_id: str, document_id: str) -> int:
+        async with self._lock(library_id):
+            self.get_document(library_id, document_id)
+            _, index = await self._commit(cmd.DeleteDocument(library_id, document_id))
+            return index
+
+    def get_document(
+        self,
+        library_id: str,
+        document_id: str,
+        include_chunks: bool = False,
+        include_embedding: bool = False,
+    ) -> dict[str, Any]:
+        with self._reading(library_id) as library:
+            record = library.documents.get(document_id)
+            if record is None:
+                raise NotFound(f"document {document_id} does not exist in library {library_id}")
+            return views.document_view(library, record, include_chunks, include_embedding)
+
+    def list_documents(self, library_id: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        with self._reading(library_id) as library:
+            ids, more = library.document_order.page(cursor, limit)
+            items = [views.document_view(library, library.documents[i]) for i in ids]
+        return {"items": items, "next_cursor": ids[-1] if more and ids else None}
+
+    async def add_chunks(
+        self, library_id: str, document_id: str, body: models.ChunksCreate
+    ) -> Written:
+        async with self._lock(library_id):
+            library = self._library(library_id)
+            if document_id not in library.documents:
+                raise NotFound(f"document {document_id} does not exist in library {library_id}")
+            batch = await run_in_threadpool(self._chunk_batch, library, body.chunks, "chunks")
+            return await self._commit(cmd.AddChunks(library_id, document_id, batch, now_us()))
+
+    def list_chunks(
+        self,
+        library_id: str,
+        document_id: str,
+        cursor: str | None,
+        limit: int,
+        include_embedding: bool,
+    ) -> dict[str, Any]:
+        with self._reading(library_id) as library:
+            record = library.documents.get(document_id)
+            if record is None:
+                raise NotFound(f"document {document_id} does not exist in library {library_id}")
+            start = 0
+            if cursor is not None:
+                if cursor not in library.chunks:
+                    raise InvalidRequest(f"cursor {cursor!r} is not a chunk of this document")
+                start = record.chunk_ids.index(cursor) + 1
+            ids = record.chunk_ids[start : start + limit]
+            more = start + limit < len(record.chunk_ids)
+            items = [views.chunk_view(library, library.chunks[i], include_embedding) for i in ids]
+        return {"items": items, "next_cursor": ids[-1] if more and ids else None}
+
+    def get_chunk(self, library_id: str, chunk_id: str, include_embedding: bool) -> dict[str, Any]:
+        with self._reading(library_id) as library:
+            chunk = library.chunks.get(chunk_id)
+            if chunk is None:
+                raise NotFound(f"chunk {chunk_id} does not exist in library {library_id}")
+            return views.chunk_view(library, chunk, include_embedding)
+
+    def _chunk_changes(
+        self, library: Library, chunk_id: str, body: models.ChunkUpdate
+    ) -> tuple[dict[str, Any], bytes | None]:
+        """Validated changes and new vector bytes; runs on a worker thread."""
+        chunk = library.chunks.get(chunk_id)
+        if chunk is None:
+            raise NotFound(f"chunk {chunk_id} does not exist in library {library.info.id}")
+        changes: dict[str, Any] = {}
+        if body.text is not None:
+            changes["text"] = body.text
+        if body.metadata is not None:
+            meta = body.metadata.model_dump(exclude_unset=True)
+            if "created_at" in meta:
+                if meta["created_at"] is None:
+                    raise InvalidRequest("metadata.created_at cannot be null")
+                meta["created_at"] = datetime_to_us(meta["created_at"])
+            changes.update(meta)
+        matrix = None
+        if body.embedding is not None:
+            matrix = embedding_matrix([body.embedding], ["embedding"])
+            check_dimension(matrix.shape[1], library.info.dimension, "embedding", library.info.id)
+            changes["server_embedded"] = False
+        elif body.text is not None and chunk.server_embedded:
+            if not body.text.strip():
+                raise InvalidRequest("text is empty and there is no embedding to keep")
+            provider = self.embedders.get(library.info.embedding_model)
+            matrix = provider.embed([body.text], library.info.dimension, "search_document")
+        if matrix is None:
+            return changes, None
+        if library.info.metric == "cosine":
+            reject_zero_vectors(matrix, ["embedding"])
+        return changes, np.ascontiguousarray(matrix[0], dtype="<f4").tobytes()
+
+    async def update_chunk(
+        self, library_id: str, chunk_id: str, body: models.ChunkUpdate
+    ) -> Written:
+        async with self._lock(library_id):
+            library = self._library(library_id)
+            changes, vector = await run_in_threadpool(self._chunk_changes, library, chunk_id, body)
+            return await self._commit(
+                cmd.UpdateChunk(library_id, chunk_id, changes, vector, now_us())
+            )
+
+    async def delete_chunk(self, library_id: str, chunk_id: str) -> int:
+        async with self._lock(library_id):
+            self.get_chunk(library_id, chunk_id, False)
+            _, index = await self._commit(cmd.DeleteChunk(library_id, chunk_id))
+            return index
+
+    # --------------------------------------------------------------- query
+    def _query_vector(
+        self, library: Library, body: models.QueryRequest
+    ) -> npt.NDArray[np.float32] | None:
+        info = library.info
+        if (body.query_embedding is None) == (body.query_text is None):
+            raise InvalidRequest("send exactly one of query_embedding and query_text")
+        if body.query_embedding is not None:
+            vector = embedding_matrix([body.query_embedding], ["query_embedding"])
+            check_dimension(vector.shape[1], info.dimension, "query_embedding", info.id)
+        else:
+            if info.dimension is None:
+                return None
+            provider = self.embedders.get(info.embedding_model)
+            vector = provider.embed([body.query_text or ""], info.dimension, "search_query")
+        if info.metric == "cosine":
+            reject_zero_vectors(vector, ["query_embedding"])
+        query: npt.NDArray[np.float32] = vector[0]
+        return query
+
+    def query(self, library_id: str, body: models.QueryRequest) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            where = filters.parse(body.filters) if body.filters is not None else None
+        except filters.FilterError as exc:
+            raise InvalidFilter(str(exc)) from None
+        include = set(body.include)
+        with self._reading(library_id) as library:
+            vector = self._query_vector(library, body)
+            hits: list[dict[str, Any]] = []
+            if vector is not None:
+                chunk_ids, scores = library.search(vector, body.k, where)
+                distances = indexes.distances_from_scores(
+                    indexes.Metric(library.info.metric), scores
+                )
+                for chunk_id, score, distance in zip(chunk_ids, scores, distances, strict=True):
+                    hits.append(
+                        self._hit(library, chunk_id, float(score), float(distance), include)
+                    )
+            info = library.info
+            return {
+                "library_id": info.id,
+                "k": body.k,
+                "metric": info.metric,
+                "index_type": info.index_type,
+                "exact": bool(library.index.is_exact) if library.index is not None else True,
+                "took_ms": round((time.perf_counter() - started) * 1000, 3),
+                "results": hits,
+            }
+
+    @staticmethod
+    def _hit(
+        library: Library, chunk_id: str, score: float, distance: float, include: set[models.Include]
+    ) -> dict[str, Any]:
+        chunk = library.chunks[chunk_id]
+        hit: dict[str, Any] = {
+            "chunk_id": chunk_id,
+            "document_id": chunk.document_id,
+            "score": score,
+            "distance": distance,
+        }
+        if "text" in include:
+            hit["text"] = chunk.text
+        if "metadata" in include:
+            hit["metadata"] = views.chunk_metadata(chunk)
+        if "embedding" in include:
+            hit["embedding"] = library.vector(chunk).tolist()
+        if "document" in include:
+            record = library.documents[chunk.document_id]
+            hit["document"] = {"id": record.id, "metadata": views.document_metadata(record)}
+        return hit

@@ -1,0 +1,177 @@
+"""The state machine: every committed log entry is applied here, in order.
+
+``apply`` is deterministic and never raises for a bad command: a command that
+cannot apply (it raced with another one) yields an :class:`Outcome` with an
+error name from :data:`node.errors.APPLY_ERRORS`, identical on every replica.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import indexes
+from node import commands as cmd
+from node.store import views
+from node.store.library import Library, Rejected
+from node.store.records import LibraryInfo, SortedIds
+from wal import EntryKind, LogEntry
+
+log = logging.getLogger("shoal.state")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    value: Any = None
+    error: str | None = None
+    detail: str | None = None
+
+
+class StateMachine:
+    def __init__(self) -> None:
+        self.libraries: dict[str, Library] = {}
+        self.library_order = SortedIds()
+        self.names: dict[str, str] = {}
+        self.catalog_lock = threading.Lock()
+        self.applied_index = 0
+        self.applied_term = 0
+        self._handlers: dict[type[cmd.Command], Callable[[Any, bool], Any]] = {
+            cmd.CreateLibrary: self._create_library,
+            cmd.UpdateLibrary: self._update_library,
+            cmd.DeleteLibrary: self._delete_library,
+            cmd.AddDocument: self._add_document,
+            cmd.UpdateDocument: self._update_document,
+            cmd.DeleteDocument: self._delete_document,
+            cmd.AddChunks: self._add_chunks,
+            cmd.UpdateChunk: self._update_chunk,
+            cmd.DeleteChunk: self._delete_chunk,
+        }
+
+    # ------------------------------------------------------------ applying
+    def apply(self, entry: LogEntry, want_result: bool = True) -> Outcome:
+        """Apply one committed entry. ``want_result`` False skips building views."""
+        if entry.index != self.applied_index + 1:
+            raise RuntimeError(f"entry {entry.index} applied after {self.applied_index}")
+        outcome = Outcome()
+        if entry.kind is EntryKind.COMMAND:
+            command = cmd.decode(entry.payload)
+            try:
+                outcome = Outcome(value=self._handlers[type(command)](command, want_result))
+            except Rejected as rejected:
+                outcome = Outcome(error=rejected.error, detail=rejected.detail)
+        self.applied_index, self.applied_term = entry.index, entry.term
+        return outcome
+
+    def _library(self, library_id: str) -> Library:
+        library = self.libraries.get(library_id)
+        if library is None:
+            raise Rejected("NotFound", f"library {library_id} does not exist")
+        return library
+
+    @contextmanager
+    def _writing(self, library_id: str) -> Iterator[Library]:
+        library = self._library(library_id)
+        with library.lock.write():
+            yield library
+
+    def _create_library(self, command: cmd.CreateLibrary, want: bool) -> Any:
+        if command.name in self.names:
+            raise Rejected("Conflict", f"a library named {command.name!r} already exists")
+        if command.library_id in self.libraries:
+            raise Rejected("Conflict", f"library {command.library_id} already exists")
+        info = LibraryInfo(
+            id=command.library_id,
+            name=command.name,
+            description=command.description,
+            dimension=command.dimension,
+            metric=command.metric,
+            index_type=command.index_type,
+            index_params=dict(command.index_params),
+            embedding_model=command.embedding_model,
+            created_at=command.created_at,
+            updated_at=command.created_at,
+        )
+        try:
+            library = Library(info)
+        except (ValueError, TypeError, indexes.UnknownIndexKind) as exc:
+            raise Rejected("InvalidRequest", f"cannot build the index: {exc}") from None
+        self.add_library(library)
+        return views.library_view(library) if want else None
+
+    def add_library(self, library: Library) -> None:
+        with self.catalog_lock:
+            self.libraries[library.info.id] = library
+            self.library_order.add(library.info.id)
+            self.names[library.info.name] = library.info.id
+
+    def _update_library(self, command: cmd.UpdateLibrary, want: bool) -> Any:
+        new_name = command.changes.get("name")
+        with self._writing(command.library_id) as library:
+            if (
+                new_name is not None
+                and self.names.get(new_name, library.info.id) != library.info.id
+            ):
+                raise Rejected("Conflict", f"a library named {new_name!r} already exists")
+            with self.catalog_lock:
+                if new_name is not None:
+                    del self.names[library.info.name]
+                    self.names[new_name] = library.info.id
+                for name, value in command.changes.items():
+                    setattr(library.info, name, value)
+                library.info.updated_at = command.updated_at
+            return views.library_view(library) if want else None
+
+    def _delete_library(self, command: cmd.DeleteLibrary, want: bool) -> Any:
+        with self._writing(command.library_id) as library, self.catalog_lock:
+            del self.libraries[library.info.id]
+            self.library_order.remove(library.info.id)
+            del self.names[library.info.name]
+        return None
+
+    def _add_document(self, command: cmd.AddDocument, want: bool) -> Any:
+        with self._writing(command.library_id) as library:
+            record = library.add_document(command)
+            return views.document_view(library, record) if want else None
+
+    def _update_document(self, command: cmd.UpdateDocument, want: bool) -> Any:
+        with self._writing(command.library_id) as library:
+            record = library.update_document(command)
+            return views.document_view(library, record) if want else None
+
+    def _delete_document(self, command: cmd.DeleteDocument, want: bool) -> Any:
+        with self._writing(command.library_id) as library:
+            library.delete_document(command.document_id)
+        return None
+
+    def _add_chunks(self, command: cmd.AddChunks, want: bool) -> Any:
+        with self._writing(command.library_id) as library:
+            created = library.add_chunks(command)
+            if not want:
+                return None
+            return [views.chunk_view(library, chunk, False) for chunk in created]
+
+    def _update_chunk(self, command: cmd.UpdateChunk, want: bool) -> Any:
+        with self._writing(command.library_id) as library:
+            chunk = library.update_chunk(command)
+            return views.chunk_view(library, chunk, False) if want else None
+
+    def _delete_chunk(self, command: cmd.DeleteChunk, want: bool) -> Any:
+        with self._writing(command.library_id) as library:
+            library.delete_chunk(command.chunk_id)
+        return None
+
+    # --------------------------------------------------------------- reads
+    def library(self, library_id: str) -> Library | None:
+        return self.libraries.get(library_id)
+
+    def library_page(self, after: str | None, limit: int) -> tuple[list[Library], bool]:
+        with self.catalog_lock:
+            ids, more = self.library_order.page(after, limit)
+            return [self.libraries[library_id] for library_id in ids], more
+
+    def library_id_by_name(self, name: str) -> str | None:
+        return self.names.get(name)

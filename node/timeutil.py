@@ -1,0 +1,51 @@
+"""Timestamps: integers of microseconds since the Unix epoch, UTC.
+
+The wire format is ISO 8601 with a ``Z``; dates without a time mean midnight
+UTC and naive datetimes are taken as UTC.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def to_iso(us: int) -> str:
+    moment = datetime.fromtimestamp(us / 1_000_000, tz=UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def datetime_to_us(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def parse_instant(value: object) -> int:
+    """Microseconds for an ISO 8601 date or datetime string (or a datetime).
+
+    Raises ValueError with a sentence naming the problem.
+    """
+    if isinstance(value, datetime):
+        return datetime_to_us(value)
+    if isinstance(value, date):
+        return datetime_to_us(datetime(value.year, value.month, value.day))
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO 8601 date or datetime string, got {value!r}")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        if len(text) == 10:
+            parsed_date = date.fromisoformat(text)
+            return datetime_to_us(datetime(parsed_date.year, parsed_date.month, parsed_date.day))
+        return datetime_to_us(datetime.fromisoformat(text))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO 8601 date or datetime") from None

@@ -1,0 +1,340 @@
+"""The write-ahead log on disk: a directory of segment files.
+
+Each segment starts with a header (magic, version, the index of its first
+entry and the term of the entry before it) followed by frames
+(:mod:`wal.records`). Only the newest segment is written to. On open every
+segment is scanned: a damaged frame at the very end of the newest segment is a
+torn write and is cut off (with a warning); damage anywhere else, or damage
+followed by valid frames, is corruption and the log refuses to open.
+
+Appends are not durable until :meth:`FileLogStore.sync` returns; the caller
+chooses when to sync (the fsync policy lives with the caller).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wal.fileutil import fsync_dir
+from wal.records import FRAME, LogEntry, decode_body, encode_entry, scan_frames
+
+log = logging.getLogger("shoal.wal")
+
+SEGMENT_MAGIC = b"SHOALWAL"
+SEGMENT_VERSION = 1
+HEADER = struct.Struct("<8sHHQQ")  # magic, version, flags, first_index, prev_term
+SUFFIX = ".wal"
+DEFAULT_SEGMENT_BYTES = 64 << 20
+
+
+class CorruptLog(Exception):
+    """The log holds damage that is not a torn tail; it cannot be trusted."""
+
+
+class LogGap(Exception):
+    """Entries were asked for that are not in the log (compacted or absent)."""
+
+
+@dataclass
+class _Segment:
+    path: Path
+    first_index: int
+    prev_term: int
+    fd: int
+    size: int
+    offsets: array[int] = field(default_factory=lambda: array("q"))
+    terms: array[int] = field(default_factory=lambda: array("q"))
+
+    @property
+    def count(self) -> int:
+        return len(self.offsets)
+
+    @property
+    def last_index(self) -> int:
+        return self.first_index + self.count - 1
+
+    def end_of(self, position: int) -> int:
+        """Byte offset just after the entry at ``position`` in this segment."""
+        if position + 1 < self.count:
+            return int(self.offsets[position + 1])
+        return self.size
+
+
+@dataclass(frozen=True)
+class OpenReport:
+    segments: int
+    entries: int
+    torn_bytes_cut: int
+    torn_reason: str
+
+
+def _segment_name(first_index: int) -> str:
+    return f"{first_index:020d}{SUFFIX}"
+
+
+class FileLogStore:
+    """Segmented, checksummed log of :class:`LogEntry` records."""
+
+    def __init__(self, directory: Path, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+        self._segments: list[_Segment] = []
+        self._dirty: set[int] = set()
+        self._dir_dirty = False
+        self.bytes_written = 0
+
+    # ----------------------------------------------------------------- open
+    def open(self, *, start_index: int = 1, prev_term: int = 0) -> OpenReport:
+        """Scan existing segments, repairing a torn tail; create one if none.
+
+        ``start_index``/``prev_term`` describe where an empty log begins (after
+        a snapshot, the entry following it).
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        paths = sorted(self.directory.glob("*" + SUFFIX))
+        torn_bytes, torn_reason, total = 0, "", 0
+        for n, path in enumerate(paths):
+            is_last = n == len(paths) - 1
+            segment, cut, reason = self._load_segment(path, is_last)
+            if segment is None:
+                torn_bytes, torn_reason = cut, reason
+                continue
+            if self._segments and segment.first_index != self._segments[-1].last_index + 1:
+                raise CorruptLog(
+                    f"log segment {path.name} starts at entry {segment.first_index} but the "
+                    f"previous segment ends at {self._segments[-1].last_index}"
+                )
+            if cut:
+                torn_bytes, torn_reason = cut, reason
+            self._segments.append(segment)
+            total += segment.count
+        if not self._segments:
+            self._new_segment(start_index, prev_term)
+            self.sync()
+        return OpenReport(len(self._segments), total, torn_bytes, torn_reason)
+
+    def _load_segment(self, path: Path, is_last: bool) -> tuple[_Segment | None, int, str]:
+        data = path.read_bytes()
+        if len(data) < HEADER.size:
+            if not is_last:
+                raise CorruptLog(f"log segment {path.name} is shorter than its header")
+            log.warning("removing log segment %s: its header was never fully written", path.name)
+            path.unlink()
+            fsync_dir(self.directory)
+            return None, len(data), "segment header cut short"
+        magic, version, _flags, first_index, prev_term = HEADER.unpack_from(data, 0)
+        if magic != SEGMENT_MAGIC or version != SEGMENT_VERSION:
+            raise CorruptLog(f"log segment {path.name} has an unknown header")
+        buf = memoryview(data)
+        scan = scan_frames(buf, HEADER.size)
+        cut, reason = 0, ""
+        if scan.bad_offset is not None:
+            if not is_last or scan.valid_after_bad:
+                raise CorruptLog(
+                    f"log segment {path.name} is damaged in the middle ({scan.reason}); "
+                    "valid records follow the damage, so this is not a torn write and "
+                    "the log cannot be trusted"
+                )
+            cut, reason = len(data) - scan.valid_end, scan.reason
+            log.warning(
+                "cutting a torn tail of %d bytes off log segment %s (%s)", cut, path.name, reason
+            )
+        fd = os.open(path, os.O_RDWR)
+        segment = _Segment(path, first_index, prev_term, fd, scan.valid_end)
+        for position, (offset, body) in enumerate(scan.bodies):
+            try:
+                entry = LogEntry.from_wire(decode_body(body))
+            except Exception as exc:
+                os.close(fd)
+                raise CorruptLog(f"log segment {path.name}: undecodable record: {exc}") from exc
+            if entry.index != first_index + position:
+                os.close(fd)
+                raise CorruptLog(
+                    f"log segment {path.name}: record {position} has index {entry.index}, "
+                    f"expected {first_index + position}"
+                )
+            segment.offsets.append(offset)
+            segment.terms.append(entry.term)
+        if cut:
+            os.ftruncate(fd, scan.valid_end)
+            os.fsync(fd)
+        return segment, cut, reason
+
+    def _new_segment(self, first_index: int, prev_term: int) -> None:
+        path = self.directory / _segment_name(first_index)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        header = HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, 0, first_index, prev_term)
+        os.pwrite(fd, header, 0)
+        self._segments.append(_Segment(path, first_index, prev_term, fd, HEADER.size))
+        self._dirty.add(fd)
+        self._dir_dirty = True
+
+    # ---------------------------------------------------------------- reads
+    def first_index(self) -> int:
+        return self._segments[0].first_index
+
+    def last_index(self) -> int:
+        """Index of the newest entry; ``first_index() - 1`` when empty."""
+        return self._segments[-1].last_index
+
+    def last_term(self) -> int:
+        return self.term_at(self.last_index()) or 0
+
+    def term_at(self, index: int) -> int | None:
+        """Term of the entry at ``index``; the base term just before the first
+        entry is known too. None when the log does not cover ``index``."""
+        first = self._segments[0]
+        if index == first.first_index - 1:
+            return first.prev_term
+        segment, position = self._locate(index)
+        if segment is None:
+            return None
+        return int(segment.terms[position])
+
+    def _locate(self, index: int) -> tuple[_Segment | None, int]:
+        for segment in reversed(self._segments):
+            if index >= segment.first_index:
+                position = index - segment.first_index
+                if position < segment.count:
+                    return segment, position
+                return None, 0
+        return None, 0
+
+    def entries(self, lo: int, hi: int) -> list[LogEntry]:
+        """Entries ``lo..hi`` inclusive; raises LogGap if any is missing."""
+        if lo > hi:
+            return []
+        if lo < self.first_index() or hi > self.last_index():
+            raise LogGap(
+                f"entries {lo}..{hi} are not all in the log "
+                f"({self.first_index()}..{self.last_index()})"
+            )
+        result: list[LogEntry] = []
+        index = lo
+        while index <= hi:
+            segment, position = self._locate(index)
+            assert segment is not None
+            last_position = min(segment.count - 1, position + (hi - index))
+            start = int(segment.offsets[position])
+            end = segment.end_of(last_position)
+            data = memoryview(os.pread(segment.fd, end - start, start))
+            offset = 0
+            for _ in range(position, last_position + 1):
+                size = FRAME.unpack_from(data, offset)[0]
+                body = data[offset + FRAME.size : offset + FRAME.size + size]
+                result.append(LogEntry.from_wire(decode_body(body)))
+                offset += FRAME.size + size
+            index += last_position - position + 1
+        return result
+
+    # --------------------------------------------------------------- writes
+    def append(self, entries: Sequence[LogEntry]) -> None:
+        """Write entries after the last one. Not durable until :meth:`sync`."""
+        if not entries:
+            return
+        expected = self.last_index() + 1
+        for n, entry in enumerate(entries):
+            if entry.index != expected + n:
+                raise ValueError(f"append of entry {entry.index} where {expected + n} was due")
+        batch: list[tuple[LogEntry, bytes]] = []
+        batch_size = 0
+        for entry in entries:
+            encoded = encode_entry(entry)
+            active = self._segments[-1]
+            would_be = active.size + batch_size + len(encoded)
+            if active.count + len(batch) > 0 and would_be > self.segment_bytes:
+                self._write(batch)
+                batch, batch_size = [], 0
+                self._new_segment(entry.index, self.last_term())
+            batch.append((entry, encoded))
+            batch_size += len(encoded)
+        self._write(batch)
+
+    def _write(self, batch: list[tuple[LogEntry, bytes]]) -> None:
+        if not batch:
+            return
+        segment = self._segments[-1]
+        blob = b"".join(encoded for _, encoded in batch)
+        written = 0
+        while written < len(blob):
+            written += os.pwrite(segment.fd, blob[written:], segment.size + written)
+        offset = segment.size
+        for entry, encoded in batch:
+            segment.offsets.append(offset)
+            segment.terms.append(entry.term)
+            offset += len(encoded)
+        segment.size += len(blob)
+        self._dirty.add(segment.fd)
+        self.bytes_written += len(blob)
+
+    def sync(self) -> None:
+        """Make everything appended so far durable."""
+        for fd in self._dirty:
+            os.fdatasync(fd)
+        self._dirty.clear()
+        if self._dir_dirty:
+            fsync_dir(self.directory)
+            self._dir_dirty = False
+
+    def truncate_after(self, index: int) -> None:
+        """Drop every entry after ``index`` (durably)."""
+        if index >= self.last_index():
+            return
+        if index < self.first_index() - 1:
+            raise LogGap(f"cannot truncate after {index}: the log starts at {self.first_index()}")
+        while len(self._segments) > 1 and self._segments[-1].first_index > index + 1:
+            segment = self._segments.pop()
+            os.close(segment.fd)
+            self._dirty.discard(segment.fd)
+            segment.path.unlink()
+            self._dir_dirty = True
+        segment = self._segments[-1]
+        keep = index - segment.first_index + 1
+        new_size = int(segment.offsets[keep]) if keep < segment.count else segment.size
+        del segment.offsets[keep:]
+        del segment.terms[keep:]
+        os.ftruncate(segment.fd, new_size)
+        segment.size = new_size
+        self._dirty.add(segment.fd)
+        self.sync()
+
+    def compact_until(self, index: int) -> int:
+        """Delete whole segments whose entries are all ``<= index``.
+
+        The newest segment is always kept. Returns how many were deleted.
+        """
+        removed = 0
+        while len(self._segments) > 1 and self._segments[0].last_index <= index:
+            segment = self._segments.pop(0)
+            os.close(segment.fd)
+            self._dirty.discard(segment.fd)
+            segment.path.unlink()
+            removed += 1
+        if removed:
+            fsync_dir(self.directory)
+        return removed
+
+    def reset(self, start_index: int, prev_term: int) -> None:
+        """Discard the whole log; the next entry will be ``start_index``."""
+        for segment in self._segments:
+            os.close(segment.fd)
+            segment.path.unlink()
+        self._segments.clear()
+        self._dirty.clear()
+        self._new_segment(start_index, prev_term)
+        self.sync()
+
+    def segment_count(self) -> int:
+        return len(self._segments)
+
+    def close(self) -> None:
+        self.sync()
+        for segment in self._segments:
+            os.close(segment.fd)
+        self._segments.clear()
