@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -62,6 +63,19 @@ def _settings(args: argparse.Namespace) -> Settings:
 def serve(settings: Settings) -> int:
     import uvicorn
 
+    class Server(uvicorn.Server):
+        """Exits 0 after a graceful shutdown on SIGTERM/SIGINT.
+
+        uvicorn re-raises the signal once shut down, which makes a clean stop
+        look like a kill to whoever reads the exit status.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()
+
     from node.app import create_app
 
     logging.basicConfig(
@@ -78,7 +92,7 @@ def serve(settings: Settings) -> int:
         lifespan="on",
         timeout_graceful_shutdown=30,
     )
-    server = uvicorn.Server(config)
+    server = Server(config)
     server.run()
     return 0 if server.started else 1
 

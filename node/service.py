@@ -155,21 +155,21 @@ class Service:
             if not chunks[n].text.strip():
                 raise InvalidRequest(f"{label}[{n}] has neither an embedding nor text to embed")
         dim = info.dimension
-        matrix = np.empty((len(chunks), 0), dtype=np.float32)
+        supplied = embedded = None
         if given:
             labels = [f"{label}[{n}].embedding" for n in given]
             supplied = embedding_matrix([chunks[n].embedding or [] for n in given], labels)
             check_dimension(supplied.shape[1], dim, labels[0], info.id)
             dim = supplied.shape[1]
-            matrix = np.empty((len(chunks), dim), dtype=np.float32)
-            matrix[given] = supplied
         if missing:
             provider = self.embedders.get(info.embedding_model)
-            texts = [chunks[n].text for n in missing]
-            embedded = provider.embed(texts, dim, "search_document")
-            if dim is None:
-                dim = embedded.shape[1]
-                matrix = np.empty((len(chunks), dim), dtype=np.float32)
+            embedded = provider.embed([chunks[n].text for n in missing], dim, "search_document")
+            check_dimension(embedded.shape[1], dim, f"the {provider.model} embedding", info.id)
+            dim = embedded.shape[1]
+        matrix = np.empty((len(chunks), dim or 0), dtype=np.float32)
+        if supplied is not None:
+            matrix[given] = supplied
+        if embedded is not None:
             matrix[missing] = embedded
         if info.metric == "cosine":
             reject_zero_vectors(matrix, [f"{label}[{n}].embedding" for n in range(len(chunks))])

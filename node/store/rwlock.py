@@ -1,8 +1,10 @@
-"""A readers-writer lock for threads, preferring writers.
+"""A phase-fair readers-writer lock for threads.
 
 Many searches may read a library at once; applying a command takes the lock
-alone. Waiting writers block new readers so a stream of searches cannot
-starve the applier.
+alone. A waiting writer stops new readers from entering (so a stream of
+searches cannot starve the applier), and when a writer leaves, the readers
+that were already waiting go before the next writer (so back-to-back writes
+cannot starve searches).
 """
 
 from __future__ import annotations
@@ -16,14 +18,23 @@ class RWLock:
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._readers = 0
+        self._readers_waiting = 0
+        self._readers_turn = False
         self._writer = False
         self._writers_waiting = 0
 
     @contextmanager
     def read(self) -> Iterator[None]:
         with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
+            self._readers_waiting += 1
+            try:
+                while self._writer or (self._writers_waiting and not self._readers_turn):
+                    self._cond.wait()
+            finally:
+                self._readers_waiting -= 1
+                if self._readers_waiting == 0 and self._readers_turn:
+                    self._readers_turn = False
+                    self._cond.notify_all()
             self._readers += 1
         try:
             yield
@@ -38,7 +49,7 @@ class RWLock:
         with self._cond:
             self._writers_waiting += 1
             try:
-                while self._writer or self._readers:
+                while self._writer or self._readers or self._readers_turn:
                     self._cond.wait()
             finally:
                 self._writers_waiting -= 1
@@ -48,4 +59,5 @@ class RWLock:
         finally:
             with self._cond:
                 self._writer = False
+                self._readers_turn = self._readers_waiting > 0
                 self._cond.notify_all()

@@ -24,9 +24,7 @@ DATES = ["2024-01-01", "2024-06-01", "2025-01-01"]
 
 def build_library(seed: int) -> tuple[Library, list[dict[str, Any]]]:
     rng = random.Random(seed)
-    library = Library(
-        LibraryInfo("lib", "lib", None, 2, "dot", "brute_force", {}, "m", 0, 0)
-    )
+    library = Library(LibraryInfo("lib", "lib", None, 2, "dot", "brute_force", {}, "m", 0, 0))
     rows: list[dict[str, Any]] = []
     from node.commands import AddDocument
 
@@ -80,8 +78,9 @@ def naive(node: Any, row: dict[str, Any]) -> bool:
     field, op, value = node["field"], node["op"], node["value"]
     have = row[field]
     if field in ("created_at", "document.created_at"):
-        value = [parse_instant(v) for v in value] if isinstance(value, list) else (
-            parse_instant(value))
+        value = (
+            [parse_instant(v) for v in value] if isinstance(value, list) else (parse_instant(value))
+        )
     if op == "exists":
         return (bool(have) if field == "tags" else have is not None) == value
     if op == "contains_any":
@@ -89,8 +88,9 @@ def naive(node: Any, row: dict[str, Any]) -> bool:
     if op == "contains_all":
         return set(value) <= have
     if op in ("ne", "nin"):
-        return not naive({"field": field, "op": "eq" if op == "ne" else "in", "value":
-                          node["value"]}, row)
+        return not naive(
+            {"field": field, "op": "eq" if op == "ne" else "in", "value": node["value"]}, row
+        )
     if have is None:
         return False
     if op == "eq":
@@ -101,26 +101,45 @@ def naive(node: Any, row: dict[str, Any]) -> bool:
 
 
 leaf = st.one_of(
-    st.builds(lambda f, o, v: {"field": f, "op": o, "value": v},
-              st.sampled_from(["page_number", "chunk_index"]),
-              st.sampled_from(["eq", "ne", "gt", "gte", "lt", "lte"]), st.integers(0, 3)),
-    st.builds(lambda f, o, v: {"field": f, "op": o, "value": v},
-              st.sampled_from(["created_at", "document.created_at"]),
-              st.sampled_from(["eq", "gt", "lte"]), st.sampled_from(DATES)),
-    st.builds(lambda f, o, v: {"field": f, "op": o, "value": v},
-              st.sampled_from(["title", "author"]), st.sampled_from(["eq", "ne"]),
-              st.sampled_from(["alpha", "beta", "ann", "bob", "zed"])),
-    st.builds(lambda f, o, v: {"field": f, "op": o, "value": v},
-              st.sampled_from(["title", "author", "page_number"]),
-              st.sampled_from(["in", "nin"]),
-              st.lists(st.sampled_from(["alpha", "ann", "zed"]), min_size=1, max_size=3)),
-    st.builds(lambda o, v: {"field": "tags", "op": o, "value": v},
-              st.sampled_from(["contains_any", "contains_all"]),
-              st.lists(st.sampled_from([*TAGS, "pink"]), min_size=1, max_size=3)),
-    st.builds(lambda f, v: {"field": f, "op": "exists", "value": v},
-              st.sampled_from(["page_number", "title", "tags"]), st.booleans()),
-    st.builds(lambda o, v: {"field": "document_id", "op": o, "value": v},
-              st.sampled_from(["eq", "ne"]), st.sampled_from(["d1", "d2", "d7", "dx"])),
+    st.builds(
+        lambda f, o, v: {"field": f, "op": o, "value": v},
+        st.sampled_from(["page_number", "chunk_index"]),
+        st.sampled_from(["eq", "ne", "gt", "gte", "lt", "lte"]),
+        st.integers(0, 3),
+    ),
+    st.builds(
+        lambda f, o, v: {"field": f, "op": o, "value": v},
+        st.sampled_from(["created_at", "document.created_at"]),
+        st.sampled_from(["eq", "gt", "lte"]),
+        st.sampled_from(DATES),
+    ),
+    st.builds(
+        lambda f, o, v: {"field": f, "op": o, "value": v},
+        st.sampled_from(["title", "author"]),
+        st.sampled_from(["eq", "ne"]),
+        st.sampled_from(["alpha", "beta", "ann", "bob", "zed"]),
+    ),
+    st.builds(
+        lambda f, o, v: {"field": f, "op": o, "value": v},
+        st.sampled_from(["title", "author", "page_number"]),
+        st.sampled_from(["in", "nin"]),
+        st.lists(st.sampled_from(["alpha", "ann", "zed"]), min_size=1, max_size=3),
+    ),
+    st.builds(
+        lambda o, v: {"field": "tags", "op": o, "value": v},
+        st.sampled_from(["contains_any", "contains_all"]),
+        st.lists(st.sampled_from([*TAGS, "pink"]), min_size=1, max_size=3),
+    ),
+    st.builds(
+        lambda f, v: {"field": f, "op": "exists", "value": v},
+        st.sampled_from(["page_number", "title", "tags"]),
+        st.booleans(),
+    ),
+    st.builds(
+        lambda o, v: {"field": "document_id", "op": o, "value": v},
+        st.sampled_from(["eq", "ne"]),
+        st.sampled_from(["d1", "d2", "d7", "dx"]),
+    ),
 )
 trees = st.recursive(
     leaf,
@@ -135,12 +154,21 @@ trees = st.recursive(
 
 def _fix_in_values(node: Any) -> Any:
     """page_number 'in' lists need numbers."""
-    if isinstance(node, dict) and node.get("field") == "page_number" and node["op"] in (
-        "in", "nin"):
+    if (
+        isinstance(node, dict)
+        and node.get("field") == "page_number"
+        and node["op"] in ("in", "nin")
+    ):
         return {**node, "value": [1, 3]}
     if isinstance(node, dict):
-        return {k: [_fix_in_values(c) for c in v] if isinstance(v, list) and k in ("and", "or")
-                else _fix_in_values(v) if k == "not" else v for k, v in node.items()}
+        return {
+            k: [_fix_in_values(c) for c in v]
+            if isinstance(v, list) and k in ("and", "or")
+            else _fix_in_values(v)
+            if k == "not"
+            else v
+            for k, v in node.items()
+        }
     return node
 
 

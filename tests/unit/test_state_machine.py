@@ -79,9 +79,7 @@ def random_workload(rng: random.Random, log: Log, steps: int) -> None:
 
 
 def create_library(log: Log) -> None:
-    log.apply(
-        cmd.CreateLibrary("lib-1", "one", None, None, "cosine", "brute_force", {}, "m", 1)
-    )
+    log.apply(cmd.CreateLibrary("lib-1", "one", None, None, "cosine", "brute_force", {}, "m", 1))
 
 
 def test_same_log_same_digest() -> None:

@@ -1,0 +1,189 @@
+"""kill -9 and damaged logs against real node processes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.durability.workload import DIM, burst, check_after_crash, wait_for
+from tests.harness import NodeProcess
+
+pytestmark = pytest.mark.durability
+
+StartNode = Callable[..., NodeProcess]
+
+
+def new_library(node: NodeProcess) -> str:
+    with node.client() as client:
+        response = client.post("/libraries", json={"name": "crash", "dimension": DIM})
+        assert response.status_code == 201
+        return str(response.json()["id"])
+
+
+@pytest.mark.parametrize("fsync", ["always", "batch"])
+def test_kill_9_during_write_burst(start_node: StartNode, tmp_path: Path, fsync: str) -> None:
+    data = tmp_path / "data"
+    node = start_node("--fsync", fsync, "--snapshot-every", "150", data=data)
+    library_id = new_library(node)
+    stop = threading.Event()
+    results: list = []
+    writer = threading.Thread(
+        target=lambda: results.extend(burst(node.url, library_id, 6, stop, seed=1))
+    )
+    writer.start()
+    # Kill once a good number of writes are acknowledged, while more are in flight.
+    wait_for(lambda: node.cluster()["applied_index"] > 250, timeout=60)
+    node.kill()
+    stop.set()
+    writer.join(60)
+    acked = sum(1 for a in results if a.outcome == "ok")
+    unknown = sum(1 for a in results if a.outcome == "unknown")
+    assert acked > 100 and unknown > 0, (acked, unknown)
+
+    restarted = start_node("--fsync", fsync, data=data)
+    with restarted.client() as client:
+        present = check_after_crash(client, library_id, results)
+    assert acked <= present <= acked + unknown
+    status = restarted.cluster()
+    assert status["recovery"]["snapshot_index"] > 0  # snapshots were taken during the burst
+    # A second restart from the same files reaches the same state.
+    digest = status["state_digest"]
+    assert restarted.stop() == 0
+    again = start_node(data=data)
+    assert again.cluster()["state_digest"] == digest
+
+
+def _write_docs(node: NodeProcess, library_id: str, count: int) -> list[str]:
+    ids = []
+    with node.client() as client:
+        for n in range(count):
+            response = client.post(
+                f"/libraries/{library_id}/documents",
+                json={
+                    "metadata": {"title": f"doc {n}"},
+                    "chunks": [{"text": f"text {n}", "embedding": [n + 1.0] * DIM}],
+                },
+            )
+            assert response.status_code == 201
+            ids.append(response.json()["id"])
+    return ids
+
+
+def _newest_segment(data: Path) -> Path:
+    return sorted((data / "wal").glob("*.wal"))[-1]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "bit_flip"])
+def test_damaged_wal_tail_is_cut_on_restart(
+    start_node: StartNode, tmp_path: Path, damage: str
+) -> None:
+    data = tmp_path / "data"
+    node = start_node(data=data)
+    library_id = new_library(node)
+    ids = _write_docs(node, library_id, 5)
+    assert node.stop() == 0
+    segment = _newest_segment(data)
+    raw = bytearray(segment.read_bytes())
+    if damage == "truncate":
+        del raw[-20:]
+    else:
+        raw[-5] ^= 0x10
+    segment.write_bytes(bytes(raw))
+
+    restarted = start_node(data=data)
+    status = restarted.cluster()
+    assert status["recovery"]["torn_bytes_cut"] > 0
+    assert "cutting a torn tail" in restarted.log()
+    with restarted.client() as client:
+        present = {
+            doc["id"] for doc in client.get(f"/libraries/{library_id}/documents").json()["items"]
+        }
+        assert present == set(ids[:-1])  # only the damaged last write is gone
+        # the node keeps working after the repair
+        assert len(_write_docs(restarted, library_id, 1)) == 1
+
+
+def test_damage_inside_the_log_refuses_to_start(start_node: StartNode, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    node = start_node(data=data)
+    library_id = new_library(node)
+    _write_docs(node, library_id, 5)
+    assert node.stop() == 0
+    segment = _newest_segment(data)
+    raw = bytearray(segment.read_bytes())
+    raw[len(raw) // 3] ^= 0xFF
+    segment.write_bytes(bytes(raw))
+    broken = start_node(data=data, wait=False)
+    assert broken.process is not None
+    code = broken.process.wait(60)
+    assert code != 0
+    assert "damaged in the middle" in broken.log()
+
+
+def test_snapshot_and_replay_reach_the_pre_crash_digest(
+    start_node: StartNode, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    env = {"SHOAL_SEGMENT_BYTES": str(16 * 1024)}
+    node = start_node("--snapshot-every", "40", data=data, env=env)
+    library_id = new_library(node)
+    ids = _write_docs(node, library_id, 120)
+    with node.client() as client:
+        for doc_id in ids[::7]:
+            assert client.delete(f"/libraries/{library_id}/documents/{doc_id}").status_code == 204
+        _write_docs(node, library_id, 10)  # reuses freed vector rows
+        wait_for(lambda: node.cluster()["snapshot"] is not None, timeout=30)
+        before = node.cluster()
+    assert before["wal"]["first_index"] > 1, "the log was never compacted"
+    node.kill()
+
+    restarted = start_node(data=data, env=env)
+    after = restarted.cluster()
+    assert after["recovery"]["snapshot_index"] > 0
+    assert after["recovery"]["replayed_entries"] > 0
+    assert after["applied_index"] >= before["applied_index"]
+    assert after["state_digest"] == before["state_digest"]
+
+
+def test_only_one_process_per_data_directory(start_node: StartNode, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    start_node(data=data)
+    second = start_node(data=data, wait=False)
+    assert second.process is not None
+    assert second.process.wait(60) != 0
+    assert "in use by another Shoal process" in second.log()
+
+
+def test_sigterm_finishes_acknowledged_writes(start_node: StartNode, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    node = start_node("--fsync", "batch", data=data)
+    library_id = new_library(node)
+    stop = threading.Event()
+    results: list = []
+    writer = threading.Thread(
+        target=lambda: results.extend(burst(node.url, library_id, 4, stop, seed=2))
+    )
+    writer.start()
+    wait_for(lambda: node.cluster()["applied_index"] > 50, timeout=60)
+    assert node.stop() == 0
+    stop.set()
+    writer.join(60)
+    restarted = start_node(data=data)
+    with restarted.client() as client:
+        check_after_crash(client, library_id, results)
+
+
+def test_ready_and_health(start_node: StartNode) -> None:
+    node = start_node()
+    assert httpx.get(node.url + "/health").json()["status"] == "ok"
+    ready = httpx.get(node.url + "/ready")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    status = node.cluster()
+    assert status["role"] == "leader" and status["leader_id"] == "n1"
+    assert status["term"] >= 1 and status["commit_index"] == status["applied_index"]
+    metrics = httpx.get(node.url + "/metrics").text
+    assert "shoal_commit_index" in metrics and "shoal_http_requests_total" in metrics
