@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from node import body
 from node.embeddings import EmbeddingRegistry, default_registry
 from node.engine import DataDirInUse, Engine
 from node.metrics import NodeMetrics
@@ -50,6 +51,7 @@ def create_app(settings: Settings, embedders: EmbeddingRegistry | None = None) -
     app.state.metrics = metrics
     app.state.service = Service(engine, embedders or default_registry())
     install_error_handlers(app)
+    body.document(app)
     for module in (libraries, documents, chunks, query, system):
         app.include_router(module.router)
     app.add_middleware(

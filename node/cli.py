@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Before numpy loads: OpenBLAS's idle threads otherwise busy-wait after each
+# matrix product and steal the cores the top-k selection runs on next
+# (docs/decisions/exact-search-kernel.md).
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import argparse
 import contextlib
 import logging

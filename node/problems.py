@@ -48,7 +48,11 @@ def _sentence(error: dict[str, Any]) -> str:
 
 
 def validation_error(exc: RequestValidationError) -> ShoalError:
-    errors = list(exc.errors())
+    return problem_from_errors(list(exc.errors()))
+
+
+def problem_from_errors(errors: list[Any]) -> ShoalError:
+    """One readable problem from pydantic's error list (locations start at "body")."""
     if any(e.get("type") == "json_invalid" for e in errors):
         ctx = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {})
         return MalformedBody(f"the body is not valid JSON ({ctx.get('error', 'parse error')})")

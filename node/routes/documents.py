@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
 from node import models
+from node.body import body_schema, json_body
 from node.deps import Cursor, Limit, ServiceDep, mark_written
 
 router = APIRouter(prefix="/libraries/{library_id}/documents", tags=["documents"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=models.Document)
+DocumentBody = Annotated[models.DocumentCreate, Depends(json_body(models.DocumentCreate))]
+ChunksBody = Annotated[models.ChunksCreate, Depends(json_body(models.ChunksCreate))]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=models.Document,
+    openapi_extra=body_schema(models.DocumentCreate),
+)
 async def create_document(
-    library_id: str, body: models.DocumentCreate, service: ServiceDep, response: Response
+    library_id: str, body: DocumentBody, service: ServiceDep, response: Response
 ) -> Any:
     document, index = await service.add_document(library_id, body)
     mark_written(response, index)
@@ -62,12 +72,15 @@ async def delete_document(library_id: str, document_id: str, service: ServiceDep
 
 
 @router.post(
-    "/{document_id}/chunks", status_code=status.HTTP_201_CREATED, response_model=models.ChunkList
+    "/{document_id}/chunks",
+    status_code=status.HTTP_201_CREATED,
+    response_model=models.ChunkList,
+    openapi_extra=body_schema(models.ChunksCreate),
 )
 async def add_chunks(
     library_id: str,
     document_id: str,
-    body: models.ChunksCreate,
+    body: ChunksBody,
     service: ServiceDep,
     response: Response,
 ) -> Any:

@@ -1,0 +1,1 @@
+"""The Shoal node process: HTTP app, service, state machine, settings, CLI."""

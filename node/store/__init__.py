@@ -1,0 +1,1 @@
+"""The state machine: libraries, documents, chunks, their vectors and columns."""
