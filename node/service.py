@@ -82,6 +82,16 @@ class Service:
         with library.lock.read():
             yield library
 
+    def _require(
+        self, library_id: str, document_id: str | None = None, chunk_id: str | None = None
+    ) -> None:
+        """404 unless the library (and the document or chunk) exists."""
+        with self._reading(library_id) as library:
+            if document_id is not None and document_id not in library.documents:
+                raise NotFound(f"document {document_id} does not exist in library {library_id}")
+            if chunk_id is not None and chunk_id not in library.chunks:
+                raise NotFound(f"chunk {chunk_id} does not exist in library {library_id}")
+
     # ----------------------------------------------------------- libraries
     async def create_library(self, body: models.LibraryCreate) -> Written:
         model = body.embedding_model or self.embedders.default
@@ -232,17 +242,14 @@ class Service:
         if "tags" in changes:
             changes["tags"] = list(dict.fromkeys(changes["tags"] or []))
         async with self._lock(library_id):
-            with self._reading(library_id) as library:
-                library_has = document_id in library.documents
-            if not library_has:
-                raise NotFound(f"document {document_id} does not exist in library {library_id}")
+            self._require(library_id, document_id)
             return await self._commit(
                 cmd.UpdateDocument(library_id, document_id, changes, now_us())
             )
 
     async def delete_document(self, library_id: str, document_id: str) -> int:
         async with self._lock(library_id):
-            self.get_document(library_id, document_id)
+            self._require(library_id, document_id)
             _, index = await self._commit(cmd.DeleteDocument(library_id, document_id))
             return index
 
@@ -269,9 +276,8 @@ class Service:
         self, library_id: str, document_id: str, body: models.ChunksCreate
     ) -> Written:
         async with self._lock(library_id):
+            self._require(library_id, document_id)
             library = self._library(library_id)
-            if document_id not in library.documents:
-                raise NotFound(f"document {document_id} does not exist in library {library_id}")
             batch = await run_in_threadpool(self._chunk_batch, library, body.chunks, "chunks")
             return await self._commit(cmd.AddChunks(library_id, document_id, batch, now_us()))
 
@@ -349,7 +355,7 @@ class Service:
 
     async def delete_chunk(self, library_id: str, chunk_id: str) -> int:
         async with self._lock(library_id):
-            self.get_chunk(library_id, chunk_id, False)
+            self._require(library_id, chunk_id=chunk_id)
             _, index = await self._commit(cmd.DeleteChunk(library_id, chunk_id))
             return index
 

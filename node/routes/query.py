@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from node import models
+from node.body import body_schema, json_body
 from node.deps import ServiceDep
 
 router = APIRouter(prefix="/libraries/{library_id}", tags=["query"])
 
+QueryBody = Annotated[models.QueryRequest, Depends(json_body(models.QueryRequest))]
 
-@router.post("/query", response_model=models.QueryResponse)
-def query(library_id: str, body: models.QueryRequest, service: ServiceDep) -> Any:
+
+@router.post(
+    "/query",
+    response_model=models.QueryResponse,
+    openapi_extra=body_schema(models.QueryRequest),
+)
+def query(library_id: str, body: QueryBody, service: ServiceDep) -> Any:
     # A plain def: FastAPI runs it on a worker thread, off the event loop.
     return service.query(library_id, body)
