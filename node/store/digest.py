@@ -36,21 +36,7 @@ def _library_digest(library: Library, hasher: hashlib._Hash) -> None:
     for chunk_id in chunk_ids:
         chunk = library.chunks[chunk_id]
         rows.append(chunk.row)
-        hasher.update(
-            _pack(
-                [
-                    chunk.id,
-                    chunk.document_id,
-                    chunk.row,
-                    chunk.text,
-                    chunk.page_number,
-                    chunk.chunk_index,
-                    chunk.created_at,
-                    chunk.updated_at,
-                    chunk.server_embedded,
-                ]
-            )
-        )
+        hasher.update(_pack(list(dataclasses.astuple(chunk))))
     if rows:
         hasher.update(np.ascontiguousarray(library.vectors(rows), dtype="<f4").tobytes())
 
