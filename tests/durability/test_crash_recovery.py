@@ -24,7 +24,7 @@ def new_library(node: NodeProcess) -> str:
         return str(response.json()["id"])
 
 
-@pytest.mark.parametrize("fsync", ["always", "batch"])
+@pytest.mark.parametrize("fsync", ["always", "batch", "off"])
 def test_kill_9_during_write_burst(start_node: StartNode, tmp_path: Path, fsync: str) -> None:
     data = tmp_path / "data"
     node = start_node("--fsync", fsync, "--snapshot-every", "150", data=data)
