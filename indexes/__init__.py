@@ -11,10 +11,13 @@ from typing import Any
 
 from indexes.base import VectorIndex, distances_from_scores
 from indexes.brute_force import BruteForceIndex
+from indexes.hnsw import HnswIndex
 from indexes.metrics import Metric
 from indexes.vector_store import VectorStore
 
-KINDS = ("brute_force",)
+KINDS = ("brute_force", "hnsw")
+# Kinds that draw random numbers; their params carry a seed.
+SEEDED = ("hnsw",)
 
 
 class UnknownIndexKind(ValueError):
@@ -38,12 +41,16 @@ def create(
         if params:
             raise ValueError(f"brute_force takes no parameters, got {sorted(params)}")
         return BruteForceIndex(store, metric)
+    if kind == "hnsw":
+        return HnswIndex(store, metric, **params)
     raise UnknownIndexKind(f"unknown index type {kind!r}; available: {', '.join(KINDS)}")
 
 
 __all__ = [
     "KINDS",
+    "SEEDED",
     "BruteForceIndex",
+    "HnswIndex",
     "Metric",
     "UnknownIndexKind",
     "VectorIndex",

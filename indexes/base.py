@@ -48,7 +48,13 @@ class VectorIndex(Protocol):
         """Bytes held by the index structure, not counting the shared store."""
 
     def state(self) -> dict[str, Any]:
-        """What a snapshot must keep beyond the vectors to rebuild this exact index."""
+        """What a snapshot must keep beyond the vectors to rebuild this exact index.
+
+        Depends only on what was applied, never on array capacities, so equal
+        replicas report equal states."""
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Rebuild from :meth:`state` over a store that already holds the live vectors."""
 
 
 def distances_from_scores(metric: Metric, scores: FloatArray) -> FloatArray:

@@ -129,3 +129,6 @@ class BruteForceIndex:
 
     def state(self) -> dict[str, Any]:
         return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Nothing to do: the store is the whole index."""

@@ -41,6 +41,10 @@ class VectorStore:
     def capacity(self) -> int:
         return int(self._data.shape[0])
 
+    def reserve(self, rows_needed: int) -> None:
+        """Make room for rows ``0..rows_needed-1`` without writing any."""
+        self._reserve(rows_needed)
+
     def _reserve(self, rows_needed: int) -> None:
         if rows_needed <= self.capacity:
             return
@@ -85,6 +89,10 @@ class VectorStore:
     def matrix(self) -> FloatMatrix:
         """Rows ``0..size`` as a view (dead rows are zero)."""
         return self._data[: self._size]
+
+    def buffer(self) -> FloatMatrix:
+        """The whole backing array (capacity rows); for kernels that index rows directly."""
+        return self._data
 
     def sqnorms(self) -> FloatVector:
         return self._sqnorms[: self._size]

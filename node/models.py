@@ -34,6 +34,10 @@ class LibraryCreate(Strict):
 class LibraryUpdate(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=10_000)
+    index_type: IndexType | None = Field(
+        default=None, description="Switch index: the library is re-indexed in place"
+    )
+    index_params: dict[str, Any] | None = None
 
 
 class Library(BaseModel):
@@ -151,6 +155,9 @@ class QueryRequest(Strict):
     query_text: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT)
     k: int = Field(default=10, ge=1, le=1_000)
     filters: dict[str, Any] | None = None
+    search_params: dict[str, Any] = Field(
+        default_factory=dict, description="Index-specific, e.g. {'ef': 128} for hnsw"
+    )
     include: list[Include] = Field(default_factory=lambda: list(DEFAULT_INCLUDE))
 
 

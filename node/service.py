@@ -9,6 +9,7 @@ Reads take the library's read lock and run on worker threads too.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,12 +100,9 @@ class Service:
             self.embedders.get(model)
         except UnknownModel as exc:
             raise InvalidRequest(f"embedding_model: {exc}") from None
-        try:
-            indexes.create(
-                body.index_type, dim=body.dimension or 1, metric=body.metric, **body.index_params
-            )
-        except (ValueError, TypeError) as exc:
-            raise InvalidRequest(f"index_type {body.index_type!r}: {exc}") from None
+        index_params = self._index_params(
+            body.index_type, body.index_params, body.metric, body.dimension
+        )
         async with self._catalog_lock:
             if self.state.library_id_by_name(body.name) is not None:
                 raise Conflict(f"a library named {body.name!r} already exists")
@@ -116,18 +114,42 @@ class Service:
                     dimension=body.dimension,
                     metric=body.metric,
                     index_type=body.index_type,
-                    index_params=body.index_params,
+                    index_params=index_params,
                     embedding_model=model,
                     created_at=now_us(),
                 )
             )
 
+    @staticmethod
+    def _index_params(
+        index_type: str, params: dict[str, Any], metric: str, dimension: int | None
+    ) -> dict[str, Any]:
+        """Validated index parameters, with a seed chosen here when the index draws
+        random numbers: the leader decides it once and every replica uses it."""
+        params = dict(params)
+        if index_type in indexes.SEEDED and "seed" not in params:
+            params["seed"] = secrets.randbelow(2**31)
+        try:
+            indexes.create(index_type, dim=dimension or 8, metric=metric, **params)
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequest(f"index_type {index_type!r}: {exc}") from None
+        return params
+
     async def update_library(self, library_id: str, body: models.LibraryUpdate) -> Written:
         changes = body.model_dump(exclude_unset=True)
-        if "name" in changes and changes["name"] is None:
-            raise InvalidRequest("name cannot be null")
+        for field in ("name", "index_type", "index_params"):
+            if field in changes and changes[field] is None:
+                raise InvalidRequest(f"{field} cannot be null")
         async with self._catalog_lock, self._lock(library_id):
-            self._library(library_id)
+            info = self._library(library_id).info
+            if "index_type" in changes or "index_params" in changes:
+                index_type = changes.get("index_type", info.index_type)
+                default = info.index_params if index_type == info.index_type else {}
+                changes["index_type"] = index_type
+                changes["index_params"] = self._index_params(
+                    index_type, changes.get("index_params", default), info.metric,
+                    info.dimension,
+                )  # fmt: skip
             name = changes.get("name")
             if name is not None and self.state.library_id_by_name(name) not in (None, library_id):
                 raise Conflict(f"a library named {name!r} already exists")
@@ -390,7 +412,10 @@ class Service:
             vector = self._query_vector(library, body)
             hits: list[dict[str, Any]] = []
             if vector is not None:
-                chunk_ids, scores = library.search(vector, body.k, where)
+                try:
+                    chunk_ids, scores = library.search(vector, body.k, where, body.search_params)
+                except (TypeError, ValueError) as exc:
+                    raise InvalidRequest(f"search_params: {exc}") from None
                 distances = indexes.distances_from_scores(
                     indexes.Metric(library.info.metric), scores
                 )

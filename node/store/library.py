@@ -132,12 +132,20 @@ class Library:
         batch: ChunkBatch,
         rows: npt.NDArray[np.int64],
         updated_at: list[int],
+        index_them: bool = True,
     ) -> list[ChunkRecord]:
-        """Put a batch's chunks at the given rows (used by apply and restore)."""
+        """Put a batch's chunks at the given rows (used by apply and restore).
+
+        Restore passes ``index_them=False``: the vectors go into the store and
+        the index is loaded from its saved state afterwards.
+        """
         if self.index is None:
             self.open_index(batch.dim)
-        assert self.index is not None
-        self.index.add(rows, batch.matrix())
+        assert self.index is not None and self.store is not None
+        if index_them:
+            self.index.add(rows, batch.matrix())
+        else:
+            self.store.put(rows, batch.matrix())
         self.chunk_columns.set_rows(
             rows,
             self.document_columns.codes[document.id],
@@ -166,6 +174,19 @@ class Library:
             created.append(chunk)
         document.chunk_ids.extend(batch.ids)
         return created
+
+    def rebuild_index(self, index_type: str, index_params: dict[str, Any]) -> None:
+        """Replace the index with a new one built over every live row, in row order."""
+        self.info.index_type, self.info.index_params = index_type, dict(index_params)
+        if self.store is None:
+            return
+        live = np.flatnonzero(self.store.live()).astype(np.int64)
+        vectors = self.store.get(live)
+        self.index = indexes.create(
+            index_type, dim=self.store.dim, metric=self.info.metric, store=self.store,
+            **index_params,
+        )  # fmt: skip
+        self.index.add(live, vectors)
 
     def update_document(self, command: UpdateDocument) -> DocumentRecord:
         record = self.document(command.document_id)
@@ -227,7 +248,11 @@ class Library:
 
     # --------------------------------------------------------------- reads
     def search(
-        self, query: npt.NDArray[np.float32], k: int, where: Filter | None
+        self,
+        query: npt.NDArray[np.float32],
+        k: int,
+        where: Filter | None,
+        search_params: dict[str, Any] | None = None,
     ) -> tuple[list[str], npt.NDArray[np.float32]]:
         """Chunk ids and scores of the best ``k`` matches. Caller holds the read lock."""
         if self.index is None or self.store is None:
@@ -236,7 +261,7 @@ class Library:
         if where is not None:
             rows = max(self.chunk_columns.size, self.store.size)
             mask = where.mask(Columns(self.chunk_columns, self.document_columns, rows))
-        found_rows, scores = self.index.search(query, k, mask)
+        found_rows, scores = self.index.search(query, k, mask, **(search_params or {}))
         ids = [self.row_chunk[row] for row in found_rows.tolist()]
         return [chunk_id for chunk_id in ids if chunk_id is not None], scores
 

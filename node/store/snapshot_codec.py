@@ -111,11 +111,14 @@ def restore(state: StateMachine, records: Iterable[Any], index: int, term: int) 
     if state.libraries or state.applied_index:
         raise RuntimeError("restore needs an empty state machine")
     library: Library | None = None
+    index_state: dict[str, Any] = {}
     for record in records:
         if "library" in record:
+            _load_index(library, index_state)
             library = Library(LibraryInfo(*record["library"]))
             next_row, free = record["allocator"]
             library.rows = RowAllocator(next_row, free)
+            index_state = record["index"]
             state.add_library(library)
         elif library is None:
             raise ValueError("snapshot records before their library")
@@ -130,7 +133,14 @@ def restore(state: StateMachine, records: Iterable[Any], index: int, term: int) 
                 library.document_columns.set_fields(code, document.fields)
         else:
             _restore_chunks(library, record)
+    _load_index(library, index_state)
     state.applied_index, state.applied_term = index, term
+
+
+def _load_index(library: Library | None, index_state: dict[str, Any]) -> None:
+    """Once a library's vectors are back, load its index as it was saved."""
+    if library is not None and library.index is not None:
+        library.index.restore(index_state)
 
 
 def _restore_chunks(library: Library, record: dict[str, Any]) -> None:
@@ -148,4 +158,4 @@ def _restore_chunks(library: Library, record: dict[str, Any]) -> None:
         vectors=record["vectors"],
     )
     rows = np.asarray([item[1] for item in items], dtype=np.int64)
-    library.place_chunks(document, batch, rows, [item[6] for item in items])
+    library.place_chunks(document, batch, rows, [item[6] for item in items], index_them=False)

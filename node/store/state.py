@@ -116,11 +116,19 @@ class StateMachine:
                 and self.names.get(new_name, library.info.id) != library.info.id
             ):
                 raise Rejected("Conflict", f"a library named {new_name!r} already exists")
+            changes = dict(command.changes)
+            index_type = changes.pop("index_type", library.info.index_type)
+            index_params = changes.pop("index_params", library.info.index_params)
+            if (index_type, index_params) != (library.info.index_type, library.info.index_params):
+                try:
+                    library.rebuild_index(index_type, index_params)
+                except (ValueError, TypeError) as exc:
+                    raise Rejected("InvalidRequest", f"cannot build the index: {exc}") from None
             with self.catalog_lock:
                 if new_name is not None:
                     del self.names[library.info.name]
                     self.names[new_name] = library.info.id
-                for name, value in command.changes.items():
+                for name, value in changes.items():
                     setattr(library.info, name, value)
                 library.info.updated_at = command.updated_at
             return views.library_view(library) if want else None

@@ -17,9 +17,11 @@ pytestmark = pytest.mark.durability
 StartNode = Callable[..., NodeProcess]
 
 
-def new_library(node: NodeProcess) -> str:
+def new_library(node: NodeProcess, index_type: str = "brute_force") -> str:
     with node.client() as client:
-        response = client.post("/libraries", json={"name": "crash", "dimension": DIM})
+        response = client.post(
+            "/libraries", json={"name": "crash", "dimension": DIM, "index_type": index_type}
+        )
         assert response.status_code == 201
         return str(response.json()["id"])
 
@@ -57,6 +59,11 @@ def test_kill_9_during_write_burst(start_node: StartNode, tmp_path: Path, fsync:
     assert again.cluster()["state_digest"] == digest
 
 
+def spread(n: int) -> list[float]:
+    """A vector per n, pointing in varied directions (never zero)."""
+    return [((n * 31 + j * 17) % 23) - 11 + 0.5 for j in range(DIM)]
+
+
 def _write_docs(node: NodeProcess, library_id: str, count: int) -> list[str]:
     ids = []
     with node.client() as client:
@@ -65,7 +72,7 @@ def _write_docs(node: NodeProcess, library_id: str, count: int) -> list[str]:
                 f"/libraries/{library_id}/documents",
                 json={
                     "metadata": {"title": f"doc {n}"},
-                    "chunks": [{"text": f"text {n}", "embedding": [n + 1.0] * DIM}],
+                    "chunks": [{"text": f"text {n}", "embedding": spread(n)}],
                 },
             )
             assert response.status_code == 201
@@ -124,13 +131,14 @@ def test_damage_inside_the_log_refuses_to_start(start_node: StartNode, tmp_path:
     assert "damaged in the middle" in broken.log()
 
 
+@pytest.mark.parametrize("index_type", ["brute_force", "hnsw"])
 def test_snapshot_and_replay_reach_the_pre_crash_digest(
-    start_node: StartNode, tmp_path: Path
+    start_node: StartNode, tmp_path: Path, index_type: str
 ) -> None:
     data = tmp_path / "data"
     env = {"SHOAL_SEGMENT_BYTES": str(16 * 1024)}
     node = start_node("--snapshot-every", "40", data=data, env=env)
-    library_id = new_library(node)
+    library_id = new_library(node, index_type)
     ids = _write_docs(node, library_id, 120)
     with node.client() as client:
         for doc_id in ids[::7]:
@@ -138,6 +146,8 @@ def test_snapshot_and_replay_reach_the_pre_crash_digest(
         _write_docs(node, library_id, 10)  # reuses freed vector rows
         wait_for(lambda: node.cluster()["snapshot"] is not None, timeout=30)
         before = node.cluster()
+        query = {"query_embedding": [0.5] * DIM, "k": 10}
+        before_results = client.post(f"/libraries/{library_id}/query", json=query).json()["results"]
     assert before["wal"]["first_index"] > 1, "the log was never compacted"
     node.kill()
 
@@ -147,6 +157,12 @@ def test_snapshot_and_replay_reach_the_pre_crash_digest(
     assert after["recovery"]["replayed_entries"] > 0
     assert after["applied_index"] >= before["applied_index"]
     assert after["state_digest"] == before["state_digest"]
+    with restarted.client() as new:
+        query = {"query_embedding": [0.5] * DIM, "k": 10}
+        assert (
+            new.post(f"/libraries/{library_id}/query", json=query).json()["results"]
+            == before_results
+        )
 
 
 def test_only_one_process_per_data_directory(start_node: StartNode, tmp_path: Path) -> None:

@@ -1,0 +1,649 @@
+"""Numba kernels of the HNSW graph. Pure array functions; they never raise.
+
+The graph lives in flat arrays owned by :class:`indexes.hnsw.HnswIndex`:
+
+- ``links0[node, :count0[node]]``: neighbours on level 0 (up to 2M);
+- ``upper_links[upper_offset[node] + level - 1, :upper_count[...]]``:
+  neighbours on levels >= 1 (up to M);
+- ``levels[node]``: top level, -1 when the node is not in the graph;
+- ``deleted[node]``: a tombstone; still traversed, never returned.
+
+Distances are "smaller is better": cosine ``1 - cos``, l2 squared distance,
+dot ``-x.q``. ``aux`` holds per-row inverse norms (cosine) or squared norms
+(l2). ``visited`` is a tag array: a node is visited when its tag equals the
+current one, so clearing it is one increment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+
+from indexes.prefetch import prefetch_links, prefetch_row
+
+COSINE = 0
+L2 = 1
+DOT = 2
+
+
+# ---------------------------------------------------------------- distances
+@numba.njit(inline="always", fastmath=True, cache=True)
+def _dot(data: np.ndarray, row: int, query: np.ndarray) -> Any:
+    total = np.float32(0.0)
+    for j in range(query.shape[0]):
+        total += data[row, j] * query[j]
+    return total
+
+
+@numba.njit(inline="always", fastmath=True, cache=True)
+def distance(
+    data: np.ndarray, aux: np.ndarray, mode: int, row: int, query: np.ndarray, query_aux: float
+) -> Any:
+    product = _dot(data, row, query)
+    if mode == COSINE:
+        return 1.0 - product * aux[row] * query_aux
+    if mode == L2:
+        return aux[row] + query_aux - 2.0 * product
+    return -product
+
+
+@numba.njit(inline="always", fastmath=True, cache=True)
+def row_distance(data: np.ndarray, aux: np.ndarray, mode: int, a: int, b: int) -> Any:
+    return distance(data, aux, mode, a, data[b], aux[b])
+
+
+# -------------------------------------------------------------------- heaps
+# Binary min-heaps over (key, value) pairs kept in two arrays. A max-heap is
+# a min-heap on negated keys.
+@numba.njit(inline="always", cache=True)
+def heap_push(keys: np.ndarray, values: np.ndarray, size: int, key: float, value: int) -> int:
+    slot = size
+    while slot > 0:
+        parent = (slot - 1) >> 1
+        if keys[parent] <= key:
+            break
+        keys[slot] = keys[parent]
+        values[slot] = values[parent]
+        slot = parent
+    keys[slot] = key
+    values[slot] = value
+    return size + 1
+
+
+@numba.njit(inline="always", cache=True)
+def heap_pop(keys: np.ndarray, values: np.ndarray, size: int) -> int:
+    """Remove the smallest; the caller reads keys[0]/values[0] first."""
+    size -= 1
+    key = keys[size]
+    value = values[size]
+    slot = 0
+    while True:
+        child = 2 * slot + 1
+        if child >= size:
+            break
+        if child + 1 < size and keys[child + 1] < keys[child]:
+            child += 1
+        if keys[child] >= key:
+            break
+        keys[slot] = keys[child]
+        values[slot] = values[child]
+        slot = child
+    if size > 0:
+        keys[slot] = key
+        values[slot] = value
+    return size
+
+
+# -------------------------------------------------------------- graph access
+@numba.njit(inline="always", cache=True)
+def neighbours(
+    node: int,
+    level: int,
+    links0: np.ndarray,
+    count0: np.ndarray,
+    upper_offset: np.ndarray,
+    upper_links: np.ndarray,
+    upper_count: np.ndarray,
+) -> np.ndarray:
+    if level == 0:
+        return links0[node, : count0[node]]
+    row = upper_offset[node] + level - 1
+    return upper_links[row, : upper_count[row]]
+
+
+@numba.njit(inline="always", cache=True)
+def _set_neighbours(
+    node: int,
+    level: int,
+    chosen: np.ndarray,
+    count: int,
+    links0: np.ndarray,
+    count0: np.ndarray,
+    upper_offset: np.ndarray,
+    upper_links: np.ndarray,
+    upper_count: np.ndarray,
+) -> None:
+    if level == 0:
+        links0[node, :count] = chosen[:count]
+        count0[node] = count
+    else:
+        row = upper_offset[node] + level - 1
+        upper_links[row, :count] = chosen[:count]
+        upper_count[row] = count
+
+
+@numba.njit(cache=True)
+def next_tag(visited: np.ndarray, tag: int) -> int:
+    tag += 1
+    if tag >= 0xFFFFFFFF:
+        visited[:] = 0
+        tag = 1
+    return tag
+
+
+# -------------------------------------------------------------- layer search
+@numba.njit(fastmath=True, cache=True)
+def search_layer(
+    data: np.ndarray,
+    aux: np.ndarray,
+    mode: int,
+    query: np.ndarray,
+    query_aux: float,
+    entry: int,
+    entry_distance: float,
+    level: int,
+    ef: int,
+    links0: np.ndarray,
+    count0: np.ndarray,
+    upper_offset: np.ndarray,
+    upper_links: np.ndarray,
+    upper_count: np.ndarray,
+    visited: np.ndarray,
+    tag: int,
+    deleted: np.ndarray,
+    mask: np.ndarray,
+    use_mask: bool,
+    skip: int,
+    cand_keys: np.ndarray,
+    cand_values: np.ndarray,
+    res_keys: np.ndarray,
+    res_values: np.ndarray,
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """Best ``ef`` acceptable nodes near ``query`` on one level, nearest first.
+
+    Every node is traversed; only nodes that are not tombstoned, pass the
+    mask and are not ``skip`` enter the results. Returns the result count
+    and the (possibly grown) candidate heap arrays.
+    """
+    cand_size = 0
+    res_size = 0
+    batch = np.empty(links0.shape[1], dtype=np.int64)
+    visited[entry] = tag
+    cand_size = heap_push(cand_keys, cand_values, cand_size, entry_distance, entry)
+    if not deleted[entry] and entry != skip and (not use_mask or mask[entry]):
+        res_size = heap_push(res_keys, res_values, res_size, -entry_distance, entry)
+    while cand_size > 0:
+        current_distance = cand_keys[0]
+        current = cand_values[0]
+        if res_size >= ef and current_distance > -res_keys[0]:
+            break
+        cand_size = heap_pop(cand_keys, cand_values, cand_size)
+        if level == 0 and cand_size > 0:
+            prefetch_links(links0, cand_values[0])  # likely the next node expanded
+        # First pass: mark and prefetch every unvisited neighbour, so their
+        # vectors load in parallel; second pass: compute the distances.
+        fresh = 0
+        for nb in neighbours(
+            current, level, links0, count0, upper_offset, upper_links, upper_count
+        ):
+            if visited[nb] == tag:
+                continue
+            visited[nb] = tag
+            prefetch_row(data, nb)
+            batch[fresh] = nb
+            fresh += 1
+        for slot in range(fresh):
+            nb = batch[slot]
+            d = distance(data, aux, mode, nb, query, query_aux)
+            if res_size < ef or d < -res_keys[0]:
+                if cand_size >= cand_keys.shape[0]:
+                    grown_keys = np.empty(cand_keys.shape[0] * 2, dtype=cand_keys.dtype)
+                    grown_values = np.empty(cand_values.shape[0] * 2, dtype=cand_values.dtype)
+                    grown_keys[:cand_size] = cand_keys[:cand_size]
+                    grown_values[:cand_size] = cand_values[:cand_size]
+                    cand_keys, cand_values = grown_keys, grown_values
+                cand_size = heap_push(cand_keys, cand_values, cand_size, d, nb)
+                if not deleted[nb] and nb != skip and (not use_mask or mask[nb]):
+                    res_size = heap_push(res_keys, res_values, res_size, -d, nb)
+                    if res_size > ef:
+                        res_size = heap_pop(res_keys, res_values, res_size)
+    # Sort results nearest first, in place at the front of the arrays.
+    count = res_size
+    for slot in range(count - 1, -1, -1):
+        key = res_keys[0]
+        value = res_values[0]
+        res_size = heap_pop(res_keys, res_values, res_size)
+        res_keys[slot] = key
+        res_values[slot] = value
+    for slot in range(count):
+        res_keys[slot] = -res_keys[slot]
+    # The pops above shuffled the tail; restore the nearest-first order.
+    _sort_pairs(res_keys, res_values, count)
+    return count, cand_keys, cand_values
+
+
+@numba.njit(inline="always", cache=True)
+def _sort_pairs(keys: np.ndarray, values: np.ndarray, count: int) -> None:
+    """Insertion sort of the first ``count`` pairs by key, ties by value."""
+    for i in range(1, count):
+        key = keys[i]
+        value = values[i]
+        j = i - 1
+        while j >= 0 and (keys[j] > key or (keys[j] == key and values[j] > value)):
+            keys[j + 1] = keys[j]
+            values[j + 1] = values[j]
+            j -= 1
+        keys[j + 1] = key
+        values[j + 1] = value
+
+
+@numba.njit(fastmath=True, cache=True)
+def greedy_descent(
+    data: np.ndarray,
+    aux: np.ndarray,
+    mode: int,
+    query: np.ndarray,
+    query_aux: float,
+    entry: int,
+    top_level: int,
+    stop_level: int,
+    links0: np.ndarray,
+    count0: np.ndarray,
+    upper_offset: np.ndarray,
+    upper_links: np.ndarray,
+    upper_count: np.ndarray,
+) -> tuple[int, float]:
+    """Walk down from ``top_level`` to ``stop_level + 1`` taking the closest neighbour."""
+    current = entry
+    current_distance = distance(data, aux, mode, entry, query, query_aux)
+    for level in range(top_level, stop_level, -1):
+        changed = True
+        while changed:
+            changed = False
+            for nb in neighbours(
+                current, level, links0, count0, upper_offset, upper_links, upper_count
+            ):
+                d = distance(data, aux, mode, nb, query, query_aux)
+                if d < current_distance:
+                    current_distance = d
+                    current = nb
+                    changed = True
+    return current, current_distance
+
+
+# ------------------------------------------------------ neighbour selection
+@numba.njit(fastmath=True, cache=True)
+def select_heuristic(
+    data: np.ndarray,
+    aux: np.ndarray,
+    mode: int,
+    ids: np.ndarray,
+    dists: np.ndarray,
+    count: int,
+    limit: int,
+    out: np.ndarray,
+) -> int:
+    """HNSW's neighbour heuristic over candidates sorted nearest first.
+
+    A candidate is kept when it is closer to the base than to every neighbour
+    already kept, so links spread out in different directions.
+    """
+    if count <= limit:
+        out[:count] = ids[:count]
+        return count
+    chosen = 0
+    for i in range(count):
+        if chosen >= limit:
+            break
+        candidate = ids[i]
+        good = True
+        for j in range(chosen):
+            if row_distance(data, aux, mode, candidate, out[j]) < dists[i]:
+                good = False
+                break
+        if good:
+            out[chosen] = candidate
+            chosen += 1
+    return chosen
+
+
+@numba.njit(fastmath=True, cache=True)
+def _connect_back(
+    data: np.ndarray,
+    aux: np.ndarray,
+    mode: int,
+    node: int,
+    new: int,
+    level: int,
+    limit: int,
+    links0: np.ndarray,
+    count0: np.ndarray,
+    upper_offset: np.ndarray,
+    upper_links: np.ndarray,
+    upper_count: np.ndarray,
+    scratch_ids: np.ndarray,
+    scratch_dists: np.ndarray,
+    scratch_out: np.ndarray,
+) -> None:
+    """Add ``new`` to ``node``'s list, shrinking it with the heuristic when full."""
+    current = neighbours(node, level, links0, count0, upper_offset, upper_links, upper_count)
+    count = current.shape[0]
+    for j in range(count):
+        if current[j] == new:
+            return
+    if count < limit:
+        if level == 0:
+            links0[node, count] = new
+            count0[node] = count + 1
+        else:
+            row = upper_offset[node] + level - 1
+            upper_links[row, count] = new
+            upper_count[row] = count + 1
+        return
+    for j in range(count):
+        scratch_ids[j] = current[j]
+        scratch_dists[j] = row_distance(data, aux, mode, current[j], node)
+    scratch_ids[count] = new
+    scratch_dists[count] = row_distance(data, aux, mode, new, node)
+    _sort_pairs(scratch_dists, scratch_ids, count + 1)
+    kept = select_heuristic(
+        data, aux, mode, scratch_ids, scratch_dists, count + 1, limit, scratch_out
+    )
+    _set_neighbours(
+        node, level, scratch_out, kept, links0, count0, upper_offset, upper_links, upper_count
+    )
+
+
+# ------------------------------------------------------------------- insert
+@numba.njit(fastmath=True, cache=True)
+def insert_batch(
+    data: np.ndarray,
+    aux: np.ndarray,
+    mode: int,
+    nodes: np.ndarray,
+    node_levels: np.ndarray,
+    m: int,
+    ef_construction: int,
+    links0: np.ndarray,
+    count0: np.ndarray,
+    levels: np.ndarray,
+    upper_offset: np.ndarray,
+    upper_links: np.ndarray,
+    upper_count: np.ndarray,
+    deleted: np.ndarray,
+    visited: np.ndarray,
+    tag: int,
+    entry: int,
+    max_level: int,
+) -> tuple[int, int, int]:
+    """Insert ``nodes`` (rows already in ``data``) in order. Returns (entry, max_level, tag)."""
+    m0 = links0.shape[1]
+    capacity = max(ef_construction, m0) + 1
+    cand_keys = np.empty(1024, dtype=np.float32)
+    cand_values = np.empty(1024, dtype=np.int64)
+    res_keys = np.empty(capacity + 1, dtype=np.float32)
+    res_values = np.empty(capacity + 1, dtype=np.int64)
+    chosen = np.empty(m0 + 1, dtype=np.int64)
+    scratch_ids = np.empty(m0 + 1, dtype=np.int64)
+    scratch_dists = np.empty(m0 + 1, dtype=np.float32)
+    scratch_out = np.empty(m0 + 1, dtype=np.int64)
+    no_mask = np.empty(0, dtype=np.bool_)
+    for n in range(nodes.shape[0]):
+        node = nodes[n]
+        level = node_levels[n]
+        levels[node] = level
+        count0[node] = 0
+        for up in range(1, level + 1):
+            upper_count[upper_offset[node] + up - 1] = 0
+        if entry < 0:
+            entry = node
+            max_level = level
+            continue
+        query = data[node]
+        query_aux = aux[node]
+        current, current_distance = greedy_descent(
+            data,
+            aux,
+            mode,
+            query,
+            query_aux,
+            entry,
+            max_level,
+            level,
+            links0,
+            count0,
+            upper_offset,
+            upper_links,
+            upper_count,
+        )
+        for lev in range(min(level, max_level), -1, -1):
+            tag = next_tag(visited, tag)
+            found, cand_keys, cand_values = search_layer(
+                data,
+                aux,
+                mode,
+                query,
+                query_aux,
+                current,
+                current_distance,
+                lev,
+                ef_construction,
+                links0,
+                count0,
+                upper_offset,
+                upper_links,
+                upper_count,
+                visited,
+                tag,
+                deleted,
+                no_mask,
+                False,
+                node,
+                cand_keys,
+                cand_values,
+                res_keys,
+                res_values,
+            )
+            if found == 0:
+                continue
+            kept = select_heuristic(data, aux, mode, res_values, res_keys, found, m, chosen)
+            _set_neighbours(
+                node, lev, chosen, kept, links0, count0, upper_offset, upper_links, upper_count
+            )
+            limit = m0 if lev == 0 else m
+            for j in range(kept):
+                _connect_back(
+                    data,
+                    aux,
+                    mode,
+                    chosen[j],
+                    node,
+                    lev,
+                    limit,
+                    links0,
+                    count0,
+                    upper_offset,
+                    upper_links,
+                    upper_count,
+                    scratch_ids,
+                    scratch_dists,
+                    scratch_out,
+                )
+            current = res_values[0]
+            current_distance = res_keys[0]
+        if level > max_level:
+            entry = node
+            max_level = level
+    return entry, max_level, tag
+
+
+# ------------------------------------------------------------------- search
+@numba.njit(fastmath=True, cache=True)
+def search_batch(
+    data: np.ndarray,
+    aux: np.ndarray,
+    mode: int,
+    queries: np.ndarray,
+    query_aux: np.ndarray,
+    k: int,
+    ef: int,
+    links0: np.ndarray,
+    count0: np.ndarray,
+    upper_offset: np.ndarray,
+    upper_links: np.ndarray,
+    upper_count: np.ndarray,
+    deleted: np.ndarray,
+    mask: np.ndarray,
+    use_mask: bool,
+    visited: np.ndarray,
+    tag: int,
+    entry: int,
+    max_level: int,
+    out_ids: np.ndarray,
+    out_dists: np.ndarray,
+) -> int:
+    """k nearest acceptable nodes per query into out arrays (-1 / inf when short)."""
+    ef = max(ef, k)
+    cand_keys = np.empty(1024, dtype=np.float32)
+    cand_values = np.empty(1024, dtype=np.int64)
+    res_keys = np.empty(ef + 2, dtype=np.float32)
+    res_values = np.empty(ef + 2, dtype=np.int64)
+    for i in range(queries.shape[0]):
+        out_ids[i, :] = -1
+        out_dists[i, :] = np.inf
+        if entry < 0:
+            continue
+        query = queries[i]
+        current, current_distance = greedy_descent(
+            data,
+            aux,
+            mode,
+            query,
+            query_aux[i],
+            entry,
+            max_level,
+            0,
+            links0,
+            count0,
+            upper_offset,
+            upper_links,
+            upper_count,
+        )
+        tag = next_tag(visited, tag)
+        found, cand_keys, cand_values = search_layer(
+            data,
+            aux,
+            mode,
+            query,
+            query_aux[i],
+            current,
+            current_distance,
+            0,
+            ef,
+            links0,
+            count0,
+            upper_offset,
+            upper_links,
+            upper_count,
+            visited,
+            tag,
+            deleted,
+            mask,
+            use_mask,
+            -1,
+            cand_keys,
+            cand_values,
+            res_keys,
+            res_values,
+        )
+        for j in range(min(found, k)):
+            out_ids[i, j] = res_values[j]
+            out_dists[i, j] = res_keys[j]
+    return tag
+
+
+# ------------------------------------------------------------------- repair
+@numba.njit(fastmath=True, cache=True)
+def repair(
+    data: np.ndarray,
+    aux: np.ndarray,
+    mode: int,
+    m: int,
+    links0: np.ndarray,
+    count0: np.ndarray,
+    levels: np.ndarray,
+    upper_offset: np.ndarray,
+    upper_links: np.ndarray,
+    upper_count: np.ndarray,
+    deleted: np.ndarray,
+    visited: np.ndarray,
+    tag: int,
+    size: int,
+) -> int:
+    """Unlink every tombstoned node and reconnect the nodes that pointed at one.
+
+    A live node that lost neighbours chooses again, with the heuristic, among
+    its live neighbours and the live neighbours of the tombstones it pointed
+    to. Nodes are visited in id order, so replicas repair identically.
+    Tombstoned nodes leave the graph (level -1). Returns the visited tag.
+    """
+    m0 = links0.shape[1]
+    pool = np.empty(m0 * (m0 + 1) + 1, dtype=np.int64)
+    pool_dists = np.empty(m0 * (m0 + 1) + 1, dtype=np.float32)
+    chosen = np.empty(m0 + 1, dtype=np.int64)
+    for node in range(size):
+        if levels[node] < 0 or deleted[node]:
+            continue
+        for level in range(levels[node] + 1):
+            current = neighbours(
+                node, level, links0, count0, upper_offset, upper_links, upper_count
+            )
+            touched = False
+            for nb in current:
+                if deleted[nb]:
+                    touched = True
+                    break
+            if not touched:
+                continue
+            tag = next_tag(visited, tag)
+            visited[node] = tag
+            count = 0
+            for nb in current:
+                if deleted[nb]:
+                    for second in neighbours(
+                        nb, level, links0, count0, upper_offset, upper_links, upper_count
+                    ):
+                        if visited[second] != tag and not deleted[second]:
+                            visited[second] = tag
+                            pool[count] = second
+                            count += 1
+                elif visited[nb] != tag:
+                    visited[nb] = tag
+                    pool[count] = nb
+                    count += 1
+            for j in range(count):
+                pool_dists[j] = row_distance(data, aux, mode, pool[j], node)
+            _sort_pairs(pool_dists, pool, count)
+            limit = m0 if level == 0 else m
+            kept = select_heuristic(data, aux, mode, pool, pool_dists, count, limit, chosen)
+            _set_neighbours(
+                node, level, chosen, kept, links0, count0, upper_offset, upper_links, upper_count
+            )
+    for node in range(size):
+        if deleted[node]:
+            deleted[node] = False
+            levels[node] = -1
+            count0[node] = 0
+    return tag
