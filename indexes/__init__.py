@@ -12,12 +12,14 @@ from typing import Any
 from indexes.base import VectorIndex, distances_from_scores
 from indexes.brute_force import BruteForceIndex
 from indexes.hnsw import HnswIndex
+from indexes.kd_tree import KdTreeIndex
+from indexes.lsh import LshIndex
 from indexes.metrics import Metric
 from indexes.vector_store import VectorStore
 
-KINDS = ("brute_force", "hnsw")
+KINDS = ("brute_force", "kd_tree", "lsh", "hnsw")
 # Kinds that draw random numbers; their params carry a seed.
-SEEDED = ("hnsw",)
+SEEDED = ("lsh", "hnsw")
 
 
 class UnknownIndexKind(ValueError):
@@ -41,6 +43,10 @@ def create(
         if params:
             raise ValueError(f"brute_force takes no parameters, got {sorted(params)}")
         return BruteForceIndex(store, metric)
+    if kind == "kd_tree":
+        return KdTreeIndex(store, metric, **params)
+    if kind == "lsh":
+        return LshIndex(store, metric, **params)
     if kind == "hnsw":
         return HnswIndex(store, metric, **params)
     raise UnknownIndexKind(f"unknown index type {kind!r}; available: {', '.join(KINDS)}")
@@ -51,6 +57,8 @@ __all__ = [
     "SEEDED",
     "BruteForceIndex",
     "HnswIndex",
+    "KdTreeIndex",
+    "LshIndex",
     "Metric",
     "UnknownIndexKind",
     "VectorIndex",

@@ -24,19 +24,12 @@ from indexes import hnsw_kernels as kernels
 from indexes.base import BoolArray, FloatArray, IdArray, query_matrix
 from indexes.brute_force import BruteForceIndex
 from indexes.metrics import Metric, inverse_norms
+from indexes.randomness import uniform
 from indexes.vector_store import VectorStore
 
 STATE_FORMAT = 1
 _MODES = {Metric.COSINE: kernels.COSINE, Metric.L2: kernels.L2, Metric.DOT: kernels.DOT}
 _ARRAYS = ("levels", "deleted", "links0", "count0", "upper_offset", "upper_links", "upper_count")
-
-
-def _splitmix64(values: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        z = values + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
 
 
 class HnswIndex:
@@ -134,11 +127,9 @@ class HnswIndex:
         return zeros
 
     def _draw_levels(self, count: int) -> np.ndarray:
-        numbers = np.arange(self.inserted, self.inserted + count, dtype=np.uint64)
-        mixed = _splitmix64(numbers ^ _splitmix64(np.full(count, self.seed, dtype=np.uint64)))
-        uniform = ((mixed >> np.uint64(11)).astype(np.float64) + 1.0) / float(1 << 53)
+        draws = uniform(self.seed, self.inserted, count)
         self.inserted += count
-        levels: IdArray = np.minimum(np.floor(-np.log(uniform) * self._level_scale), 60).astype(
+        levels: IdArray = np.minimum(np.floor(-np.log(draws) * self._level_scale), 60).astype(
             np.int64
         )
         return levels

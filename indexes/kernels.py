@@ -82,6 +82,28 @@ def _run_max(row: np.ndarray, mode: int, factor: np.ndarray, lo: int, hi: int) -
     return best
 
 
+@numba.njit(inline="always", cache=True)
+def offer(values: np.ndarray, ids: np.ndarray, value: float, row: int) -> None:
+    """Keep the k best (value, row) pairs sorted best first, ties by lower row.
+
+    Empty slots hold row -1 and sit at the end.
+    """
+    last = values.shape[0] - 1
+    if ids[last] >= 0 and (value < values[last] or (value == values[last] and row > ids[last])):
+        return
+    slot = last
+    while slot > 0 and (
+        ids[slot - 1] < 0
+        or values[slot - 1] < value
+        or (values[slot - 1] == value and ids[slot - 1] > row)
+    ):
+        values[slot] = values[slot - 1]
+        ids[slot] = ids[slot - 1]
+        slot -= 1
+    values[slot] = value
+    ids[slot] = row
+
+
 @numba.njit(cache=True, nogil=True)
 def _select_row(
     row: np.ndarray,

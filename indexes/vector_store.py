@@ -94,6 +94,10 @@ class VectorStore:
         """The whole backing array (capacity rows); for kernels that index rows directly."""
         return self._data
 
+    def sqnorm_buffer(self) -> FloatVector:
+        """Squared norms for every row of :meth:`buffer`."""
+        return self._sqnorms
+
     def sqnorms(self) -> FloatVector:
         return self._sqnorms[: self._size]
 
