@@ -200,7 +200,7 @@ def main() -> None:
         if not args.only_hnsw:
             kinds: dict[str, list[dict[str, object]]] = {"brute_force": [{}]}
             for kind, settings in (
-                ("lsh", [{"probes": p} for p in (0, 4, 16, 64)]),
+                ("lsh", [{"probes": p} for p in (0, 4, 16, 64, 128)]),
                 ("kd_tree", [{}]),
             ):
                 if kind in indexes.KINDS:
