@@ -1,0 +1,570 @@
+"""The Raft core: elections, log replication and commit, as a deterministic
+state machine.
+
+It never sleeps, never reads the clock (``now`` is passed in), never sends
+and never syncs. Callers feed it events (:meth:`RaftCore.tick`,
+:meth:`RaftCore.receive`, :meth:`RaftCore.propose`) and then take a
+:class:`Ready`: what must be made durable (term and vote, the log) *before*
+any message or response it produced leaves the node, which messages to send,
+and how far entries are committed.
+
+Safety rules kept here (RELIABILITY.md):
+- one vote per term, and the vote is durable before it is answered;
+- a leader only appends; a follower truncates only after the first conflict
+  and never a committed entry (violations raise :class:`SafetyViolation`);
+- a leader commits only entries of its own term by counting, and counts
+  itself only up to what it has synced;
+- pre-vote and check-quorum: a node that cannot win does not bump terms, a
+  node that hears from a live leader ignores vote requests, and a leader
+  that loses touch with a majority steps down.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from replication.messages import (
+    AppendRequest,
+    AppendResponse,
+    Message,
+    SnapshotRequest,
+    SnapshotResponse,
+    Unreachable,
+    VoteRequest,
+    VoteResponse,
+)
+from wal import EntryKind, LogEntry
+
+
+class SafetyViolation(AssertionError):
+    """Something Raft forbids was about to happen; the node must stop."""
+
+
+class NotLeader(Exception):
+    def __init__(self, leader_id: str | None) -> None:
+        super().__init__(f"not the leader (leader: {leader_id or 'unknown'})")
+        self.leader_id = leader_id
+
+
+class Role(StrEnum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre-candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+class RaftLog(Protocol):
+    def first_index(self) -> int: ...
+    def last_index(self) -> int: ...
+    def last_term(self) -> int: ...
+    def term_at(self, index: int) -> int | None: ...
+    def entries(self, lo: int, hi: int) -> list[LogEntry]: ...
+    def append(self, entries: list[LogEntry]) -> None: ...
+    def truncate_after(self, index: int) -> None: ...
+
+
+class TermStore(Protocol):
+    @property
+    def value(self) -> object: ...
+
+
+@dataclass(frozen=True)
+class RaftConfig:
+    node_id: str
+    peers: tuple[str, ...]
+    election_timeout: tuple[float, float] = (1.0, 2.0)
+    heartbeat_interval: float = 0.15
+    rpc_timeout: float = 1.0
+    max_entries: int = 512
+    max_bytes: int = 8 << 20
+
+    def __post_init__(self) -> None:
+        low, high = self.election_timeout
+        if not 0 < low <= high:
+            raise ValueError("election timeout must be a range with 0 < low <= high")
+        if self.heartbeat_interval * 3 > low:
+            raise ValueError("heartbeat interval must be under a third of the election timeout")
+        if self.node_id in self.peers:
+            raise ValueError("peers must not include this node")
+
+
+@dataclass
+class Progress:
+    """What the leader knows of one follower."""
+
+    next_index: int
+    match_index: int = 0
+    inflight_rpc: int = 0
+    inflight_sent: float = 0.0
+    last_sent: float = -1e9
+    last_ack: float = 0.0  # when a response last arrived (check-quorum)
+    acked_sent: float = -1e9  # send time of the newest request it answered
+    needs_snapshot: bool = False
+
+
+@dataclass
+class Ready:
+    save_term: bool = False
+    sync_log: bool = False
+    messages: list[tuple[str, Message]] = field(default_factory=list)
+    snapshots: list[tuple[str, int]] = field(default_factory=list)  # (peer, rpc)
+    commit_index: int = 0
+    reads: list[tuple[int, int]] = field(default_factory=list)
+    failed_reads: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Read:
+    read_id: int
+    index: int
+    since: float
+
+
+class RaftCore:
+    def __init__(
+        self,
+        config: RaftConfig,
+        log: RaftLog,
+        term: int,
+        voted_for: str | None,
+        commit_index: int,
+        now: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.id = config.node_id
+        self.log = log
+        self.term = term
+        self.voted_for = voted_for
+        self.commit_index = commit_index
+        self.role = Role.FOLLOWER
+        self.leader_id: str | None = None
+        self.rng = rng or random.Random()
+        self.progress: dict[str, Progress] = {}
+        self.synced_index = log.last_index()
+        self._votes: set[str] = set()
+        self._rpc = 0
+        self._ready = Ready(commit_index=commit_index)
+        self._last_leader_contact = -1e9
+        self._election_deadline = now + self._random_timeout()
+        self._became_leader_at = 0.0
+        self._reads: list[_Read] = []
+        self._pending_reads: list[_Read] = []
+        self.terms_seen = [term]
+        if not config.peers and term == 0:
+            self._election_deadline = now  # a cluster of one elects itself at once
+
+    # ------------------------------------------------------------- helpers
+    @property
+    def quorum(self) -> int:
+        return (len(self.config.peers) + 1) // 2 + 1
+
+    def _random_timeout(self) -> float:
+        low, high = self.config.election_timeout
+        return self.rng.uniform(low, high)
+
+    def _next_rpc(self) -> int:
+        self._rpc += 1
+        return self._rpc
+
+    def _send(self, peer: str, message: Message) -> None:
+        self._ready.messages.append((peer, message))
+
+    def _set_term(self, term: int, voted_for: str | None) -> None:
+        if term < self.term:
+            raise SafetyViolation(f"term going backwards {self.term} -> {term}")
+        if term == self.term and self.voted_for not in (None, voted_for):
+            raise SafetyViolation(f"second vote in term {term}")
+        if (term, voted_for) != (self.term, self.voted_for):
+            self.term, self.voted_for = term, voted_for
+            self._ready.save_term = True
+            self.terms_seen.append(term)
+
+    def _become_follower(self, term: int, leader: str | None, now: float) -> None:
+        if term > self.term:
+            self._set_term(term, None)
+        was_leader = self.role is Role.LEADER
+        self.role = Role.FOLLOWER
+        self.leader_id = leader
+        self._votes.clear()
+        if was_leader:
+            self.progress.clear()
+            self._ready.failed_reads += [read.read_id for read in self._reads + self._pending_reads]
+            self._reads.clear()
+            self._pending_reads.clear()
+        self._election_deadline = now + self._random_timeout()
+
+    def _log_up_to_date(self, last_index: int, last_term: int) -> bool:
+        mine = self.log.last_term()
+        return last_term > mine or (last_term == mine and last_index >= self.log.last_index())
+
+    # --------------------------------------------------------------- ticks
+    def tick(self, now: float) -> None:
+        if self.role is Role.LEADER:
+            self._leader_tick(now)
+        elif now >= self._election_deadline:
+            self._start_pre_vote(now)
+
+    def _start_pre_vote(self, now: float) -> None:
+        self.role = Role.PRE_CANDIDATE
+        self.leader_id = None
+        self._votes = {self.id}
+        self._election_deadline = now + self._random_timeout()
+        if len(self._votes) >= self.quorum:
+            self._start_election(now)
+            return
+        for peer in self.config.peers:
+            self._send(
+                peer,
+                VoteRequest(
+                    self.term + 1,
+                    self.id,
+                    self.log.last_index(),
+                    self.log.last_term(),
+                    True,
+                    self._next_rpc(),
+                ),
+            )
+
+    def _start_election(self, now: float) -> None:
+        self.role = Role.CANDIDATE
+        self._set_term(self.term + 1, self.id)
+        self._votes = {self.id}
+        self._election_deadline = now + self._random_timeout()
+        if len(self._votes) >= self.quorum:
+            self._become_leader(now)
+            return
+        for peer in self.config.peers:
+            self._send(
+                peer,
+                VoteRequest(
+                    self.term,
+                    self.id,
+                    self.log.last_index(),
+                    self.log.last_term(),
+                    False,
+                    self._next_rpc(),
+                ),
+            )
+
+    def _become_leader(self, now: float) -> None:
+        self.role = Role.LEADER
+        self.leader_id = self.id
+        self._became_leader_at = now
+        nxt = self.log.last_index() + 1
+        self.progress = {peer: Progress(nxt, last_ack=now) for peer in self.config.peers}
+        # A no-op of our own term: committing it commits everything before it.
+        self._append_local(b"", EntryKind.NOOP)
+        self._broadcast(now, force=True)
+
+    def _leader_tick(self, now: float) -> None:
+        low = self.config.election_timeout[0]
+        if now - self._became_leader_at >= low:
+            heard = 1 + sum(1 for p in self.progress.values() if now - p.last_ack < low)
+            if heard < self.quorum:  # check-quorum: we may be cut off; stop leading
+                self._become_follower(self.term, None, now)
+                return
+        for progress in self.progress.values():
+            if progress.inflight_rpc and now - progress.inflight_sent > self.config.rpc_timeout:
+                progress.inflight_rpc = 0  # treat as lost; it is re-sent below
+        self._broadcast(now, force=False)
+
+    # ----------------------------------------------------------- proposals
+    def propose(self, payload: bytes, now: float) -> tuple[int, int]:
+        """Append a command; returns (index, term). Raises NotLeader."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_id)
+        index = self._append_local(payload, EntryKind.COMMAND)
+        self._broadcast(now, force=False, fresh_only=True)
+        return index, self.term
+
+    def _append_local(self, payload: bytes, kind: EntryKind) -> int:
+        index = self.log.last_index() + 1
+        self.log.append([LogEntry(index, self.term, kind, payload)])
+        self._ready.sync_log = True
+        return index
+
+    def log_synced(self, index: int, now: float) -> None:
+        """The runner made the log durable up to ``index``."""
+        self.synced_index = max(self.synced_index, min(index, self.log.last_index()))
+        if self.role is Role.LEADER:
+            self._advance_commit(now)
+
+    # -------------------------------------------------------- replication
+    def _broadcast(self, now: float, force: bool, fresh_only: bool = False) -> None:
+        for peer, progress in self.progress.items():
+            if progress.inflight_rpc:
+                continue
+            has_new = progress.next_index <= self.log.last_index()
+            due = now - progress.last_sent >= self.config.heartbeat_interval
+            if force or has_new or (due and not fresh_only):
+                self._send_append(peer, progress, now)
+
+    def _send_append(self, peer: str, progress: Progress, now: float) -> None:
+        if progress.next_index < self.log.first_index():
+            progress.needs_snapshot = True
+            progress.inflight_rpc = self._next_rpc()
+            progress.inflight_sent = progress.last_sent = now
+            self._ready.snapshots.append((peer, progress.inflight_rpc))
+            return
+        prev = progress.next_index - 1
+        prev_term = self.log.term_at(prev)
+        assert prev_term is not None
+        last = min(self.log.last_index(), prev + self.config.max_entries)
+        entries = self.log.entries(prev + 1, last) if last > prev else []
+        size = 0
+        for n, entry in enumerate(entries):
+            size += len(entry.payload)
+            if size > self.config.max_bytes and n > 0:
+                entries = entries[:n]
+                break
+        rpc = self._next_rpc()
+        progress.inflight_rpc, progress.inflight_sent, progress.last_sent = rpc, now, now
+        self._send(
+            peer,
+            AppendRequest(
+                self.term, self.id, prev, prev_term, tuple(entries), self.commit_index, rpc
+            ),
+        )
+
+    def _advance_commit(self, now: float) -> None:
+        matches = sorted(
+            [self.synced_index] + [p.match_index for p in self.progress.values()], reverse=True
+        )
+        candidate = matches[self.quorum - 1]
+        # Only entries of our own term are committed by counting (Raft §5.4.2).
+        if candidate > self.commit_index and self.log.term_at(candidate) == self.term:
+            self.commit_index = candidate
+            self._ready.commit_index = candidate
+            self._release_pending_reads(now)
+        self._release_reads()
+
+    # ----------------------------------------------------------- messages
+    def receive(self, message: Message, now: float) -> Message | None:
+        """Handle one message; a request gets its response back (to send after
+        the Ready it leaves behind is made durable)."""
+        if isinstance(message, Unreachable):
+            progress = self.progress.get(message.sender)
+            if progress is not None and progress.inflight_rpc == message.rpc:
+                progress.inflight_rpc = 0
+            return None
+        stale_pre_vote = isinstance(message, VoteRequest) and message.pre_vote
+        if message.term > self.term and not stale_pre_vote:
+            if isinstance(message, VoteRequest) and self._leader_is_alive(now):
+                # Someone who cannot see our leader wants an election; a live
+                # leader exists, so neither our term nor our vote changes.
+                return VoteResponse(self.term, self.id, False, False, message.rpc)
+            leader = (
+                message.sender if isinstance(message, (AppendRequest, SnapshotRequest)) else None
+            )
+            self._become_follower(message.term, leader, now)
+        if isinstance(message, VoteRequest):
+            return self._on_vote_request(message, now)
+        if isinstance(message, VoteResponse):
+            self._on_vote_response(message, now)
+            return None
+        if isinstance(message, AppendRequest):
+            return self._on_append(message, now)
+        if isinstance(message, AppendResponse):
+            self._on_append_response(message, now)
+            return None
+        if isinstance(message, SnapshotRequest):
+            return self._on_snapshot(message, now)
+        if isinstance(message, SnapshotResponse):
+            self._on_snapshot_response(message, now)
+            return None
+        raise ValueError(f"unknown message {message!r}")
+
+    def _leader_is_alive(self, now: float) -> bool:
+        if self.role is Role.LEADER:
+            return True
+        return now - self._last_leader_contact < self.config.election_timeout[0]
+
+    def _on_vote_request(self, request: VoteRequest, now: float) -> VoteResponse:
+        up_to_date = self._log_up_to_date(request.last_index, request.last_term)
+        if request.pre_vote:
+            granted = (request.term > self.term and up_to_date
+                       and not self._leader_is_alive(now))  # fmt: skip
+            return VoteResponse(self.term, self.id, granted, True, request.rpc)
+        granted = (
+            request.term == self.term and self.voted_for in (None, request.sender) and up_to_date
+        )
+        if granted:
+            self._set_term(self.term, request.sender)
+            self._election_deadline = now + self._random_timeout()
+        return VoteResponse(self.term, self.id, granted, False, request.rpc)
+
+    def _on_vote_response(self, response: VoteResponse, now: float) -> None:
+        if not response.granted:
+            return
+        if response.pre_vote and self.role is Role.PRE_CANDIDATE:
+            self._votes.add(response.sender)
+            if len(self._votes) >= self.quorum:
+                self._start_election(now)
+        elif (not response.pre_vote and self.role is Role.CANDIDATE
+              and response.term == self.term):  # fmt: skip
+            self._votes.add(response.sender)
+            if len(self._votes) >= self.quorum:
+                self._become_leader(now)
+
+    def _heard_from_leader(self, leader: str, now: float) -> None:
+        if self.role is not Role.FOLLOWER or self.leader_id != leader:
+            self._become_follower(self.term, leader, now)
+        self._last_leader_contact = now
+        self._election_deadline = now + self._random_timeout()
+
+    def _on_append(self, request: AppendRequest, now: float) -> AppendResponse:
+        if request.term < self.term:
+            return AppendResponse(self.term, self.id, False, 0, rpc=request.rpc)
+        if self.role is Role.LEADER:
+            raise SafetyViolation(f"two leaders in term {self.term}: {self.id}, {request.sender}")
+        self._heard_from_leader(request.sender, now)
+        prev, prev_term, entries = request.prev_index, request.prev_term, list(request.entries)
+        base = self.log.first_index() - 1
+        if prev < base:
+            # The request starts inside our snapshot. Everything up to `base` is
+            # committed and so identical to the leader's; keep only what follows.
+            skip = base - prev
+            if skip >= len(entries):
+                return AppendResponse(
+                    self.term, self.id, True, prev + len(entries), rpc=request.rpc
+                )
+            if entries[skip - 1].term != self.log.term_at(base):
+                raise SafetyViolation(f"committed entry {base} differs from the leader's")
+            prev, prev_term, entries = base, entries[skip - 1].term, entries[skip:]
+        last = self.log.last_index()
+        if prev > last:
+            return AppendResponse(
+                self.term, self.id, False, last, conflict_index=last + 1, rpc=request.rpc
+            )
+        mine = self.log.term_at(prev)
+        if mine != prev_term:
+            first = prev
+            while first - 1 > base and self.log.term_at(first - 1) == mine:
+                first -= 1
+            return AppendResponse(
+                self.term,
+                self.id,
+                False,
+                prev - 1,
+                conflict_index=first,
+                conflict_term=mine or 0,
+                rpc=request.rpc,
+            )
+        for position, entry in enumerate(entries):
+            if entry.index <= last:
+                if self.log.term_at(entry.index) == entry.term:
+                    continue  # already have it (a duplicate or a late request)
+                if entry.index <= self.commit_index:
+                    raise SafetyViolation(f"asked to overwrite committed entry {entry.index}")
+                self.log.truncate_after(entry.index - 1)
+                self.synced_index = min(self.synced_index, entry.index - 1)
+            self.log.append(entries[position:])
+            self._ready.sync_log = True
+            break
+        match = prev + len(entries)
+        if request.commit > self.commit_index:
+            self.commit_index = min(request.commit, match)
+            self._ready.commit_index = self.commit_index
+        return AppendResponse(self.term, self.id, True, match, rpc=request.rpc)
+
+    def _on_append_response(self, response: AppendResponse, now: float) -> None:
+        progress = self.progress.get(response.sender)
+        if self.role is not Role.LEADER or progress is None or response.term != self.term:
+            return
+        if response.rpc != progress.inflight_rpc:
+            if response.success and response.match_index > progress.match_index:
+                progress.match_index = response.match_index  # a late but valid answer
+                progress.next_index = max(progress.next_index, response.match_index + 1)
+            return
+        progress.inflight_rpc = 0
+        progress.last_ack = now
+        progress.acked_sent = progress.inflight_sent
+        if response.success:
+            progress.match_index = max(progress.match_index, response.match_index)
+            progress.next_index = max(progress.next_index, progress.match_index + 1)
+            self._advance_commit(now)
+        else:
+            hint = response.conflict_index
+            if response.conflict_term:
+                # Our last entry of the follower's conflicting term, if we have one.
+                index = self.log.last_index()
+                while (
+                    index >= self.log.first_index()
+                    and (self.log.term_at(index) or 0) > response.conflict_term
+                ):
+                    index -= 1
+                if self.log.term_at(index) == response.conflict_term:
+                    hint = index + 1
+            progress.next_index = max(progress.match_index + 1, min(hint, progress.next_index - 1))
+        self._release_reads()
+        if progress.next_index <= self.log.last_index() or not response.success:
+            self._send_append(response.sender, progress, now)
+
+    def _on_snapshot(self, request: SnapshotRequest, now: float) -> SnapshotResponse:
+        """The transport installed the leader's snapshot; align with it."""
+        if request.term >= self.term:
+            self._heard_from_leader(request.sender, now)
+        if request.last_index > self.commit_index:
+            self.commit_index = request.last_index
+            self._ready.commit_index = self.commit_index
+        return SnapshotResponse(self.term, self.id, request.last_index, request.rpc)
+
+    def _on_snapshot_response(self, response: SnapshotResponse, now: float) -> None:
+        progress = self.progress.get(response.sender)
+        if self.role is not Role.LEADER or progress is None or response.term != self.term:
+            return
+        progress.inflight_rpc = 0
+        progress.needs_snapshot = False
+        progress.last_ack = now
+        progress.match_index = max(progress.match_index, response.match_index)
+        progress.next_index = progress.match_index + 1
+        self._advance_commit(now)
+        self._send_append(response.sender, progress, now)
+
+    # --------------------------------------------------------------- reads
+    def read_index(self, read_id: int, now: float) -> None:
+        """Ask to serve a linearizable read; released in Ready.reads as
+        (read_id, index) once a quorum confirmed this node still leads."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_id)
+        read = _Read(read_id, self.commit_index, now)
+        if self.log.term_at(self.commit_index) != self.term:
+            self._pending_reads.append(read)  # wait for our no-op to commit
+            return
+        self._reads.append(read)
+        self._release_reads()
+        if self._reads:
+            for peer, progress in self.progress.items():
+                if not progress.inflight_rpc:
+                    self._send_append(peer, progress, now)
+
+    def _release_pending_reads(self, now: float) -> None:
+        if self._pending_reads and self.log.term_at(self.commit_index) == self.term:
+            pending, self._pending_reads = self._pending_reads, []
+            for read in pending:
+                self._reads.append(_Read(read.read_id, self.commit_index, now))
+            for peer, progress in self.progress.items():
+                if not progress.inflight_rpc:
+                    self._send_append(peer, progress, now)
+
+    def _release_reads(self) -> None:
+        if not self._reads:
+            return
+        kept = []
+        for read in self._reads:
+            confirmed = 1 + sum(1 for p in self.progress.values() if p.acked_sent >= read.since)
+            if confirmed >= self.quorum:
+                self._ready.reads.append((read.read_id, read.index))
+            else:
+                kept.append(read)
+        self._reads = kept
+
+    # --------------------------------------------------------------- ready
+    def take_ready(self) -> Ready:
+        ready = self._ready
+        self._ready = Ready(commit_index=self.commit_index)
+        return ready
