@@ -15,7 +15,7 @@ from node.engine import DataDirInUse, Engine
 from node.metrics import NodeMetrics
 from node.middleware import NodeMiddleware
 from node.problems import install_error_handlers
-from node.routes import chunks, documents, libraries, query, system
+from node.routes import chunks, documents, internal, libraries, query, system
 from node.service import Service
 from node.settings import Settings
 from wal import CorruptLog, CorruptSnapshot, CorruptStableState
@@ -35,10 +35,11 @@ def create_app(settings: Settings, embedders: EmbeddingRegistry | None = None) -
         except (CorruptLog, CorruptSnapshot, CorruptStableState, DataDirInUse) as exc:
             log.critical("cannot start node %s: %s", settings.node_id, exc)
             raise
+        await engine.start()
         try:
             yield
         finally:
-            await run_in_threadpool(engine.close)
+            await engine.stop()
 
     app = FastAPI(
         title="Shoal",
@@ -52,7 +53,7 @@ def create_app(settings: Settings, embedders: EmbeddingRegistry | None = None) -
     app.state.service = Service(engine, embedders or default_registry())
     install_error_handlers(app)
     body.document(app)
-    for module in (libraries, documents, chunks, query, system):
+    for module in (libraries, documents, chunks, query, system, internal):
         app.include_router(module.router)
     app.add_middleware(
         NodeMiddleware,

@@ -1,37 +1,54 @@
-"""The node's data directory brought to life: recovery, the log, snapshots.
+"""The node's data directory brought to life: recovery, Raft, snapshots.
 
 Layout of ``data_dir``: ``LOCK`` (one process at a time), ``term`` (term and
-vote), ``wal/`` (log segments), ``snapshots/``.
+vote), ``commit`` (a hint: entries up to here are known committed), ``wal/``
+(log segments), ``snapshots/``.
 
-Recovery is replay: load the newest valid snapshot, then apply every log
-entry after it. Snapshots are taken on the log thread (a cheap copy) and
-written on a background thread; afterwards the log is compacted up to the
-*previous* snapshot, so one damaged snapshot still leaves a way back.
+Recovery is replay: load the newest valid snapshot, then apply the log up to
+the commit hint; the rest is applied once a leader confirms it is committed.
+Snapshots are captured on the applier thread (a cheap copy between entries)
+and written on a background thread; afterwards the log is compacted up to
+the *previous* snapshot, so one damaged snapshot still leaves a way back.
+A follower that is too far behind receives the leader's snapshot file and
+installs it here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
+import struct
 import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 from node.settings import Settings
 from node.store.digest import state_digest
 from node.store.snapshot_codec import FORMAT, Image, capture, restore
 from node.store.state import StateMachine
-from replication.interfaces import Committed
-from replication.solo import SoloReplicator
-from wal import CorruptLog, FileLogStore, SnapshotInfo, SnapshotStore, StableStore
+from replication.raft import RaftConfig
+from replication.runner import RaftNode
+from replication.transport import FaultRules, HttpTransport
+from wal import (
+    CorruptLog,
+    CorruptSnapshot,
+    FileLogStore,
+    SnapshotInfo,
+    SnapshotStore,
+    StableStore,
+)
+from wal.fileutil import write_atomic
 
 log = logging.getLogger("shoal.engine")
 
 KEEP_SNAPSHOTS = 2
 REPLAY_BATCH = 512
+COMMIT_HINT = struct.Struct("<Q")
+HINT_EVERY_SECONDS = 1.0
 
 
 class DataDirInUse(Exception):
@@ -54,17 +71,21 @@ class Engine:
         self.log_store = FileLogStore(self.data_dir / "wal", settings.segment_bytes)
         self.stable = StableStore(self.data_dir / "term")
         self.snapshots = SnapshotStore(self.data_dir / "snapshots")
-        self.replicator: SoloReplicator | None = None
+        self.faults = FaultRules()
+        self.raft: RaftNode | None = None
         self.recovery: RecoveryReport | None = None
         self.last_snapshot: SnapshotInfo | None = None
         self._lock_file: IO[bytes] | None = None
         self._snapshot_running = threading.Lock()
         self._bytes_at_snapshot = 0
         self._digest: tuple[int, str] | None = None
-        self._ready = False
+        self._hint_written = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
 
     # ---------------------------------------------------------- lifecycle
     def open(self) -> None:
+        """Recover from disk (blocking; run it on a worker thread)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_data_dir()
         started = time.perf_counter()
@@ -78,47 +99,73 @@ class Engine:
                 f"the log starts at entry {self.log_store.first_index()} but the newest usable "
                 f"snapshot ends at {snapshot_index}; the entries between are missing"
             )
-        replayed = self._replay(snapshot_index)
+        replayed = self._replay(snapshot_index, self._read_commit_hint())
         self.recovery = RecoveryReport(
             snapshot_index, replayed, report.torn_bytes_cut, time.perf_counter() - started
         )
         log.info(
             "recovered: snapshot at %d, %d entries replayed, %d torn bytes cut, %.2fs",
-            snapshot_index,
-            replayed,
-            report.torn_bytes_cut,
-            self.recovery.seconds,
+            snapshot_index, replayed, report.torn_bytes_cut, self.recovery.seconds,
+        )  # fmt: skip
+
+    async def start(self) -> None:
+        """Join the cluster (or lead a cluster of one) on the running loop."""
+        self._loop = asyncio.get_running_loop()
+        settings = self.settings
+        peers = {n: url for n, url in settings.peer_urls().items() if n != settings.node_id}
+        config = RaftConfig(
+            settings.node_id,
+            tuple(sorted(peers)),
+            election_timeout=(settings.election_timeout, 2 * settings.election_timeout),
+            heartbeat_interval=settings.heartbeat_interval,
+            rpc_timeout=max(0.5, settings.election_timeout / 2),
         )
-        self.replicator = SoloReplicator(
-            self.settings.node_id,
-            self.log_store,
-            self.stable,
-            self.state,
-            self.settings.fsync,
-            after_apply=self._maybe_snapshot,
-        )
-        self.replicator.start()
-        self._ready = True
+        transport = None
+        if peers:
+            transport = HttpTransport(settings.node_id, peers, settings.cluster_secret,
+                                      config.rpc_timeout, self.faults)  # fmt: skip
+        self.raft = RaftNode(
+            config, self.log_store, self.stable, self.state, transport, settings.fsync,
+            self._newest_snapshot, after_apply=self._after_apply,
+        )  # fmt: skip
+        await self.raft.start()
+
+    async def stop(self) -> None:
+        self._closing = True
+        if self.raft is not None:
+            await self.raft.stop()
+        await asyncio.to_thread(self.close)
 
     def close(self) -> None:
-        self._ready = False
         # Holding the snapshot lock lets a snapshot being written finish and
-        # keeps a new one from starting while the log thread stops.
+        # keeps a new one from starting while the log closes.
         with self._snapshot_running:
-            if self.replicator is not None:
-                self.replicator.stop()
+            self._write_commit_hint(force=True)
             self.log_store.close()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
 
     @property
-    def ready(self) -> bool:
-        return self._ready and self.failure is None
+    def failure(self) -> str | None:
+        return self.raft.failure if self.raft is not None else None
 
     @property
-    def failure(self) -> str | None:
-        return self.replicator.failure if self.replicator is not None else None
+    def applied_index(self) -> int:
+        return self.state.applied_index
+
+    def ready_reason(self) -> str | None:
+        """Why this node should not take traffic now, or None when it should."""
+        raft = self.raft
+        if raft is None or self._closing:
+            return "the node is starting or stopping"
+        if raft.failure is not None:
+            return raft.failure
+        if raft.leader_id is None:
+            return "no leader is known"
+        if raft.applied_index < raft.commit_index:
+            return f"catching up (applied {raft.applied_index} of {raft.commit_index})"
+        return None
 
     def _lock_data_dir(self) -> None:
         handle = open(self.data_dir / "LOCK", "ab")  # noqa: SIM115 - held for the node's life
@@ -145,29 +192,44 @@ class Engine:
         self.last_snapshot = info
         return info.index, info.term
 
-    def _replay(self, after: int) -> int:
-        last = self.log_store.last_index()
+    def _replay(self, after: int, commit_hint: int) -> int:
+        last = min(self.log_store.last_index(), commit_hint)
         index = after + 1
         while index <= last:
             hi = min(last, index + REPLAY_BATCH - 1)
             for entry in self.log_store.entries(index, hi):
                 self.state.apply(entry, want_result=False)
             index = hi + 1
-        return last - after
+        return max(0, last - after)
 
-    # ------------------------------------------------------------ writing
-    def propose(self, payload: bytes) -> Future[Committed]:
-        assert self.replicator is not None
-        return self.replicator.propose(payload)
+    # ------------------------------------------------------- commit hints
+    def _read_commit_hint(self) -> int:
+        """Entries up to the hint were committed; a cluster of one commits
+        everything it logged, so it needs no hint."""
+        if not self.settings.peer_urls() or len(self.settings.peer_urls()) == 1:
+            return self.log_store.last_index()
+        path = self.data_dir / "commit"
+        try:
+            (index,) = COMMIT_HINT.unpack(path.read_bytes())
+        except (FileNotFoundError, struct.error):
+            return 0
+        return int(index)
+
+    def _write_commit_hint(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._hint_written < HINT_EVERY_SECONDS:
+            return
+        self._hint_written = now
+        write_atomic(self.data_dir / "commit", COMMIT_HINT.pack(self.state.applied_index))
 
     # ---------------------------------------------------------- snapshots
-    def _maybe_snapshot(self, commit_index: int) -> None:
-        """Runs on the log thread after each applied batch."""
-        since = commit_index - (self.last_snapshot.index if self.last_snapshot else 0)
+    def _after_apply(self, applied: int) -> None:
+        """Runs on the applier thread after each applied batch."""
+        self._write_commit_hint()
+        since = applied - (self.last_snapshot.index if self.last_snapshot else 0)
         grown = self.log_store.bytes_written - self._bytes_at_snapshot
-        if since < self.settings.snapshot_every_entries and grown < (
-            self.settings.snapshot_every_bytes
-        ):
+        if self._closing or (since < self.settings.snapshot_every_entries
+                             and grown < self.settings.snapshot_every_bytes):  # fmt: skip
             return
         if not self._snapshot_running.acquire(blocking=False):
             return
@@ -196,27 +258,63 @@ class Engine:
             raise
         kept = self.snapshots.prune(KEEP_SNAPSHOTS)
         self.last_snapshot = info
-        if len(kept) == KEEP_SNAPSHOTS and self.replicator is not None:
+        if len(kept) == KEEP_SNAPSHOTS and self.raft is not None and self._loop is not None:
             # Entries up to the older kept snapshot are covered twice over.
-            self.replicator.run_on_log_thread(
-                lambda: self.log_store.compact_until(kept[-1].index)
-            ).result()
-        log.info("snapshot at entry %d written in %.2fs", info.index, time.perf_counter() - started)
+            asyncio.run_coroutine_threadsafe(self.raft.compact(kept[-1].index), self._loop).result(
+                timeout=60
+            )
+        log.info("snapshot at entry %d written in %.2fs", info.index,
+                 time.perf_counter() - started)  # fmt: skip
         return info
 
     def snapshot_now(self) -> SnapshotInfo:
         """Take a snapshot of the current state and wait until it is on disk."""
-        assert self.replicator is not None
+        assert self.raft is not None
         with self._snapshot_running:
-            image: Image = self.replicator.run_on_log_thread(lambda: capture(self.state)).result()
+            with self.raft.applying_lock:
+                image = capture(self.state)
             self._bytes_at_snapshot = self.log_store.bytes_written
             if self.last_snapshot is not None and self.last_snapshot.index == image.index:
                 return self.last_snapshot
             return self._write_snapshot(image)
 
+    def _newest_snapshot(self) -> tuple[Path, int, int] | None:
+        newest = self.snapshots.all()
+        if not newest:
+            return None
+        info = newest[0]
+        return info.path, info.index, info.term
+
+    def install_snapshot_file(self, path: Path) -> tuple[int, int]:
+        """Replace the whole state with a snapshot streamed from the leader.
+
+        Runs on a worker thread while the applier is held. Returns (index, term).
+        """
+        info_name = path.name
+        index, term = _parse_incoming(info_name)
+        staged = SnapshotInfo(index, term, path)
+        try:
+            meta, records = self.snapshots.read(staged)
+        except CorruptSnapshot:
+            path.unlink(missing_ok=True)
+            raise
+        self.state.reset()
+        restore(self.state, records, index, term)
+        final = self.snapshots.directory / f"snapshot-{index:020d}-{term:020d}.snap"
+        os.replace(path, final)
+        self.last_snapshot = SnapshotInfo(index, term, final)
+        self.snapshots.prune(KEEP_SNAPSHOTS)
+        self._digest = None
+        log.info("installed the leader's snapshot at entry %d (term %d)", index, term)
+        return index, term
+
+    def incoming_snapshot_path(self, leader: str, index: int, term: int) -> Path:
+        return self.snapshots.directory / f"incoming-{leader}-{index:020d}-{term:020d}.part"
+
     # -------------------------------------------------------------- status
     def digest(self) -> tuple[int, str]:
         """(applied index, state digest), recomputed only when state changed."""
+        digest = ""
         for _ in range(5):
             before = self.state.applied_index
             cached = self._digest
@@ -227,3 +325,10 @@ class Engine:
                 self._digest = (before, digest)
                 return self._digest
         return self.state.applied_index, digest
+
+
+def _parse_incoming(name: str) -> tuple[int, int]:
+    # incoming-<leader>-<index:020d>-<term:020d>.part
+    stem = name.removesuffix(".part")
+    _, index, term = stem.rsplit("-", 2)
+    return int(index), int(term)

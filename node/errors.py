@@ -92,6 +92,47 @@ class Unavailable(ShoalError):
         self.headers["Retry-After"] = str(retry_after)
 
 
+class NotLeaderError(ShoalError):
+    """Writes (and linearizable reads) go to the leader: answered 307."""
+
+    status = 307
+    slug = "not-leader"
+    title = "This node is a follower; the leader takes writes"
+
+    def __init__(self, leader_id: str, leader_url: str) -> None:
+        super().__init__(
+            f"this node does not lead; send the request to the leader {leader_id} at {leader_url}",
+            leader_id=leader_id,
+            leader_url=leader_url,
+        )
+        self.leader_url = leader_url
+
+
+class NoLeader(Unavailable):
+    slug = "no-leader"
+    title = "No leader is known right now"
+
+
+class OutcomeUnknown(Unavailable):
+    """The write may still be applied: retry with the same Idempotency-Key."""
+
+    slug = "outcome-unknown"
+    title = "The write may or may not have been applied"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, outcome="unknown")
+
+
+class WriteNotApplied(Unavailable):
+    slug = "write-not-applied"
+    title = "The write was not applied"
+
+
+class FollowerBehind(Unavailable):
+    slug = "follower-behind"
+    title = "This node has not caught up to the requested index"
+
+
 class StorageFailure(Unavailable):
     slug = "storage-failure"
     title = "The node could not make the write durable"

@@ -23,14 +23,14 @@ class EngineCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         engine = self.engine
-        replicator = engine.replicator
+        replicator = engine.raft
         gauges: dict[str, tuple[str, float]] = {
             "shoal_applied_index": (
                 "Index of the last applied log entry",
                 engine.state.applied_index,
             ),
             "shoal_libraries": ("Libraries on this node", len(engine.state.libraries)),
-            "shoal_ready": ("1 when the node serves writes", int(engine.ready)),
+            "shoal_ready": ("1 when the node takes traffic", int(engine.ready_reason() is None)),
         }
         if replicator is not None:
             gauges["shoal_commit_index"] = (
@@ -38,6 +38,7 @@ class EngineCollector(Collector):
                 replicator.commit_index,
             )
             gauges["shoal_term"] = ("Current term", replicator.term)
+            gauges["shoal_is_leader"] = ("1 on the leader", int(replicator.is_leader))
         for name, (doc, value) in gauges.items():
             yield GaugeMetricFamily(name, doc, value=value)
         chunks = GaugeMetricFamily("shoal_chunks", "Chunks per library", labels=["library"])

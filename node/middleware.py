@@ -85,6 +85,8 @@ class NodeMiddleware:
             )
         if self.api_key is None or scope["path"] in OPEN_PATHS:
             return None
+        if scope["path"].startswith("/_cluster/"):
+            return None  # peers prove themselves with the cluster secret instead
         offered = headers.get(b"x-api-key", b"").decode(errors="replace")
         bearer = headers.get(b"authorization", b"").decode(errors="replace")
         if bearer.lower().startswith("bearer "):

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from node.errors import PROBLEM_BASE, InvalidRequest, MalformedBody, ShoalError
+from node.errors import PROBLEM_BASE, InvalidRequest, MalformedBody, NotLeaderError, ShoalError
 
 log = logging.getLogger("shoal.http")
 
@@ -19,11 +19,18 @@ PROBLEM_JSON = "application/problem+json"
 
 
 def problem_response(error: ShoalError, request: Request) -> JSONResponse:
+    headers = dict(error.headers)
+    if isinstance(error, NotLeaderError):
+        # 307 keeps the method and body: the client re-sends to the leader.
+        target = error.leader_url + request.url.path
+        if request.url.query:
+            target += "?" + request.url.query
+        headers["Location"] = target
     return JSONResponse(
         error.problem(request.url.path),
         status_code=error.status,
         media_type=PROBLEM_JSON,
-        headers=error.headers,
+        headers=headers,
     )
 
 

@@ -30,18 +30,27 @@ from node.errors import (
     Conflict,
     InvalidFilter,
     InvalidRequest,
+    NoLeader,
     NotFound,
+    NotLeaderError,
+    OutcomeUnknown,
+    ShoalError,
     StorageFailure,
     Unavailable,
+    WriteNotApplied,
 )
 from node.ids import new_id, new_ids
 from node.store import views
 from node.store.library import Library
 from node.timeutil import datetime_to_us, now_us
 from node.vectors import check_dimension, embedding_matrix, reject_zero_vectors
-from replication.interfaces import Committed, NotAccepting
+from replication.interfaces import NotAccepting
+from replication.raft import NotLeader
+from replication.runner import OutcomeUnknown as RaftOutcomeUnknown
+from replication.runner import ProposalLost, RaftNode
 
 Written = tuple[Any, int]
+WRITE_TIMEOUT = 15.0
 
 
 class Service:
@@ -56,13 +65,41 @@ class Service:
     def _lock(self, library_id: str) -> asyncio.Lock:
         return self._library_locks.setdefault(library_id, asyncio.Lock())
 
+    def leader_or_redirect(self) -> RaftNode:
+        """The Raft node, when it leads; otherwise 307 to the leader or 503."""
+        raft = self.engine.raft
+        if raft is None:
+            raise Unavailable("this node is starting or stopping")
+        if raft.failure is not None:
+            raise StorageFailure(f"this node cannot accept writes: {raft.failure}")
+        if not raft.is_leader:
+            raise self._not_leader(raft.leader_id)
+        return raft
+
+    def _not_leader(self, leader_id: str | None) -> ShoalError:
+        url = self.engine.settings.peer_urls().get(leader_id or "")
+        if leader_id is None or url is None:
+            return NoLeader("no leader is known right now (an election is under way); retry soon")
+        return NotLeaderError(leader_id, url)
+
     async def _commit(self, command: cmd.Command) -> Written:
-        if not self.engine.ready:
-            reason = self.engine.failure or "the node is starting or stopping"
-            raise Unavailable(f"this node cannot accept writes now: {reason}")
+        raft = self.leader_or_redirect()
         payload = cmd.encode(command)
         try:
-            committed: Committed = await asyncio.wrap_future(self.engine.propose(payload))
+            committed = await asyncio.wait_for(raft.propose(payload), WRITE_TIMEOUT)
+        except NotLeader as exc:
+            # Refused before it entered the log: nothing was written.
+            raise self._not_leader(exc.leader_id) from None
+        except ProposalLost:
+            raise WriteNotApplied(
+                "leadership changed and another write took this one's place; it was not "
+                "applied, so it is safe to send again"
+            ) from None
+        except (RaftOutcomeUnknown, TimeoutError) as exc:
+            raise OutcomeUnknown(
+                f"the write may or may not have been applied ({exc or 'timed out'}); send it "
+                "again with the same Idempotency-Key to apply it exactly once"
+            ) from None
         except NotAccepting as exc:
             raise StorageFailure(f"the write was not made durable: {exc}") from None
         outcome = committed.outcome
@@ -95,6 +132,7 @@ class Service:
 
     # ----------------------------------------------------------- libraries
     async def create_library(self, body: models.LibraryCreate) -> Written:
+        self.leader_or_redirect()  # followers redirect before validating
         model = body.embedding_model or self.embedders.default
         try:
             self.embedders.get(model)
@@ -136,6 +174,7 @@ class Service:
         return params
 
     async def update_library(self, library_id: str, body: models.LibraryUpdate) -> Written:
+        self.leader_or_redirect()  # followers redirect before validating
         changes = body.model_dump(exclude_unset=True)
         for field in ("name", "index_type", "index_params"):
             if field in changes and changes[field] is None:
@@ -156,6 +195,7 @@ class Service:
             return await self._commit(cmd.UpdateLibrary(library_id, changes, now_us()))
 
     async def delete_library(self, library_id: str) -> int:
+        self.leader_or_redirect()  # followers redirect before validating
         async with self._catalog_lock, self._lock(library_id):
             self._library(library_id)
             _, index = await self._commit(cmd.DeleteLibrary(library_id))
@@ -237,6 +277,7 @@ class Service:
         return chunks, "text chunk"
 
     async def add_document(self, library_id: str, body: models.DocumentCreate) -> Written:
+        self.leader_or_redirect()  # followers redirect before validating
         async with self._lock(library_id):
             library = self._library(library_id)
             chunks, label = self._document_chunks(body)
@@ -256,6 +297,7 @@ class Service:
     async def update_document(
         self, library_id: str, document_id: str, body: models.DocumentUpdate
     ) -> Written:
+        self.leader_or_redirect()  # followers redirect before validating
         changes = body.metadata.model_dump(exclude_unset=True)
         if "created_at" in changes:
             if changes["created_at"] is None:
@@ -270,6 +312,7 @@ class Service:
             )
 
     async def delete_document(self, library_id: str, document_id: str) -> int:
+        self.leader_or_redirect()  # followers redirect before validating
         async with self._lock(library_id):
             self._require(library_id, document_id)
             _, index = await self._commit(cmd.DeleteDocument(library_id, document_id))
@@ -297,6 +340,7 @@ class Service:
     async def add_chunks(
         self, library_id: str, document_id: str, body: models.ChunksCreate
     ) -> Written:
+        self.leader_or_redirect()  # followers redirect before validating
         async with self._lock(library_id):
             self._require(library_id, document_id)
             library = self._library(library_id)
@@ -368,6 +412,7 @@ class Service:
     async def update_chunk(
         self, library_id: str, chunk_id: str, body: models.ChunkUpdate
     ) -> Written:
+        self.leader_or_redirect()  # followers redirect before validating
         async with self._lock(library_id):
             library = self._library(library_id)
             changes, vector = await run_in_threadpool(self._chunk_changes, library, chunk_id, body)
@@ -376,6 +421,7 @@ class Service:
             )
 
     async def delete_chunk(self, library_id: str, chunk_id: str) -> int:
+        self.leader_or_redirect()  # followers redirect before validating
         async with self._lock(library_id):
             self._require(library_id, chunk_id=chunk_id)
             _, index = await self._commit(cmd.DeleteChunk(library_id, chunk_id))

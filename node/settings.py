@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from replication.interfaces import FsyncPolicy
@@ -26,15 +26,47 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 << 20, ge=1 << 10)
     api_key: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # "n1=http://host:port,n2=...": every voter, this node included. Empty: a
+    # cluster of one.
+    peers: str = ""
+    cluster_secret: str | None = None
+    election_timeout: float = Field(1.0, ge=0.1, le=60.0)
+    heartbeat_interval: float = Field(0.15, ge=0.01, le=10.0)
+    # Lets tests cut links through /_cluster/faults. Never in production.
+    fault_injection: bool = False
 
-    @field_validator("api_key")
+    @field_validator("api_key", "cluster_secret")
     @classmethod
-    def _blank_key_means_none(cls, value: str | None) -> str | None:
+    def _blank_means_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @model_validator(mode="after")
+    def _cluster_is_consistent(self) -> Settings:
+        urls = self.peer_urls()
+        if urls and self.node_id not in urls:
+            raise ValueError(f"peers must include this node ({self.node_id})")
+        if len(urls) > 1 and not self.cluster_secret:
+            raise ValueError("a cluster of several nodes needs a cluster secret")
+        if self.heartbeat_interval * 3 > self.election_timeout:
+            raise ValueError("heartbeat_interval must be under a third of election_timeout")
+        return self
+
+    def peer_urls(self) -> dict[str, str]:
+        """Voters by node id, parsed from ``peers``."""
+        urls: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in self.peers.split(","))):
+            node, sep, url = item.partition("=")
+            if not sep or not node or not url.startswith(("http://", "https://")):
+                raise ValueError(f"peer {item!r} is not of the form id=http://host:port")
+            urls[node.strip()] = url.strip().rstrip("/")
+        return urls
 
     @property
     def url(self) -> str:
         if self.advertise_url:
             return self.advertise_url.rstrip("/")
+        own = self.peer_urls().get(self.node_id)
+        if own:
+            return own
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"

@@ -154,7 +154,7 @@ class RaftCore:
         self._reads: list[_Read] = []
         self._pending_reads: list[_Read] = []
         self.terms_seen = [term]
-        if not config.peers and term == 0:
+        if not config.peers:
             self._election_deadline = now  # a cluster of one elects itself at once
 
     # ------------------------------------------------------------- helpers
@@ -564,6 +564,11 @@ class RaftCore:
         self._reads = kept
 
     # --------------------------------------------------------------- ready
+    def has_ready(self) -> bool:
+        ready = self._ready
+        return bool(ready.save_term or ready.sync_log or ready.messages or ready.snapshots
+                    or ready.reads or ready.failed_reads)  # fmt: skip
+
     def take_ready(self) -> Ready:
         ready = self._ready
         self._ready = Ready(commit_index=self.commit_index)

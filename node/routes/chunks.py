@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from node import models
+from node.consistency import ReadBarrier
 from node.deps import ServiceDep, mark_written
 
 router = APIRouter(prefix="/libraries/{library_id}/chunks", tags=["chunks"])
@@ -14,7 +15,11 @@ router = APIRouter(prefix="/libraries/{library_id}/chunks", tags=["chunks"])
 
 @router.get("/{chunk_id}", response_model=models.Chunk)
 def get_chunk(
-    library_id: str, chunk_id: str, service: ServiceDep, include_embedding: bool = False
+    _consistent: ReadBarrier,
+    library_id: str,
+    chunk_id: str,
+    service: ServiceDep,
+    include_embedding: bool = False,
 ) -> Any:
     return service.get_chunk(library_id, chunk_id, include_embedding)
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Response, status
 
 from node import models
 from node.body import body_schema, json_body
+from node.consistency import ReadBarrier
 from node.deps import Cursor, Limit, ServiceDep, mark_written
 
 router = APIRouter(prefix="/libraries/{library_id}/documents", tags=["documents"])
@@ -34,13 +35,18 @@ async def create_document(
 
 @router.get("", response_model=models.DocumentPage)
 def list_documents(
-    library_id: str, service: ServiceDep, cursor: Cursor = None, limit: Limit = 100
+    _consistent: ReadBarrier,
+    library_id: str,
+    service: ServiceDep,
+    cursor: Cursor = None,
+    limit: Limit = 100,
 ) -> Any:
     return service.list_documents(library_id, cursor, limit)
 
 
 @router.get("/{document_id}", response_model=models.Document)
 def get_document(
+    _consistent: ReadBarrier,
     library_id: str,
     document_id: str,
     service: ServiceDep,
@@ -91,6 +97,7 @@ async def add_chunks(
 
 @router.get("/{document_id}/chunks", response_model=models.ChunkPage)
 def list_chunks(
+    _consistent: ReadBarrier,
     library_id: str,
     document_id: str,
     service: ServiceDep,

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from node import models
+from node.consistency import ReadBarrier
 from node.deps import Cursor, Limit, ServiceDep, mark_written
 
 router = APIRouter(prefix="/libraries", tags=["libraries"])
@@ -23,12 +24,14 @@ async def create_library(
 
 
 @router.get("", response_model=models.LibraryPage)
-def list_libraries(service: ServiceDep, cursor: Cursor = None, limit: Limit = 100) -> Any:
+def list_libraries(
+    _consistent: ReadBarrier, service: ServiceDep, cursor: Cursor = None, limit: Limit = 100
+) -> Any:
     return service.list_libraries(cursor, limit)
 
 
 @router.get("/{library_id}", response_model=models.Library)
-def get_library(library_id: str, service: ServiceDep) -> Any:
+def get_library(_consistent: ReadBarrier, library_id: str, service: ServiceDep) -> Any:
     return service.get_library(library_id)
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 
 from node import models
 from node.body import body_schema, json_body
+from node.consistency import ReadBarrier
 from node.deps import ServiceDep
 
 router = APIRouter(prefix="/libraries/{library_id}", tags=["query"])
@@ -20,6 +21,6 @@ QueryBody = Annotated[models.QueryRequest, Depends(json_body(models.QueryRequest
     response_model=models.QueryResponse,
     openapi_extra=body_schema(models.QueryRequest),
 )
-def query(library_id: str, body: QueryBody, service: ServiceDep) -> Any:
+def query(_consistent: ReadBarrier, library_id: str, body: QueryBody, service: ServiceDep) -> Any:
     # A plain def: FastAPI runs it on a worker thread, off the event loop.
     return service.query(library_id, body)

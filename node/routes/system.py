@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from cluster.status import peer_views
 from node.deps import EngineDep
 from node.errors import Unavailable
 from node.timeutil import now_us, to_iso
@@ -23,10 +24,11 @@ def health(engine: EngineDep) -> dict[str, Any]:
 
 @router.get("/ready")
 def ready(engine: EngineDep) -> JSONResponse:
-    """Ready when this node leads (a cluster of one) and can make writes durable."""
-    if engine.ready:
+    """Ready when a leader is known and this node has applied what it knows is
+    committed (a cluster of one: as soon as it leads)."""
+    reason = engine.ready_reason()
+    if reason is None:
         return JSONResponse({"ready": True, "node_id": engine.settings.node_id})
-    reason = engine.failure or "the node is starting or stopping"
     return JSONResponse(
         {"ready": False, "node_id": engine.settings.node_id, "reason": reason},
         status_code=503,
@@ -36,27 +38,30 @@ def ready(engine: EngineDep) -> JSONResponse:
 
 @router.get("/cluster")
 def cluster(engine: EngineDep) -> dict[str, Any]:
-    replicator = engine.replicator
+    raft = engine.raft
+    settings = engine.settings
     digest_index, digest = engine.digest()
     snapshot = engine.last_snapshot
     recovery = engine.recovery
-    settings = engine.settings
+    urls = settings.peer_urls() or {settings.node_id: settings.url}
+    leader_id = raft.leader_id if raft else None
     return {
         "node_id": settings.node_id,
         "url": settings.url,
-        "role": "leader" if engine.ready else "unavailable",
-        "term": replicator.term if replicator else 0,
-        "leader_id": settings.node_id if engine.ready else None,
-        "leader_url": settings.url if engine.ready else None,
-        "commit_index": replicator.commit_index if replicator else 0,
-        "applied_index": engine.state.applied_index,
+        "role": raft.role.value if raft else "starting",
+        "term": raft.term if raft else 0,
+        "leader_id": leader_id,
+        "leader_url": urls.get(leader_id) if leader_id else None,
+        "commit_index": raft.commit_index if raft else 0,
+        "applied_index": engine.applied_index,
         "state_digest": digest,
         "digest_index": digest_index,
-        "peers": [],
+        "peers": peer_views(raft, urls, 2 * settings.election_timeout) if raft else [],
+        "ready": engine.ready_reason() is None,
         "failure": engine.failure,
         "wal": {
-            "first_index": engine.log_store.first_index() if replicator else None,
-            "last_index": engine.log_store.last_index() if replicator else None,
+            "first_index": engine.log_store.first_index() if raft else None,
+            "last_index": engine.log_store.last_index() if raft else None,
             "segments": engine.log_store.segment_count(),
             "fsync": settings.fsync.value,
         },
@@ -82,7 +87,7 @@ def metrics(request: Request) -> Response:
 @router.post("/admin/snapshot")
 def take_snapshot(engine: EngineDep) -> dict[str, Any]:
     """Write a snapshot now (the log is compacted behind the previous one)."""
-    if not engine.ready:
+    if engine.raft is None:
         raise Unavailable("the node is not ready; no snapshot taken")
     info = engine.snapshot_now()
     return {"index": info.index, "term": info.term, "file": info.path.name}

@@ -51,6 +51,14 @@ class StateMachine:
             cmd.DeleteChunk: self._delete_chunk,
         }
 
+    def reset(self) -> None:
+        """Forget everything (before a snapshot from the leader is loaded)."""
+        with self.catalog_lock:
+            self.libraries.clear()
+            self.library_order = SortedIds()
+            self.names.clear()
+        self.applied_index = self.applied_term = 0
+
     # ------------------------------------------------------------ applying
     def apply(self, entry: LogEntry, want_result: bool = True) -> Outcome:
         """Apply one committed entry. ``want_result`` False skips building views."""

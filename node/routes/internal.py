@@ -1,0 +1,103 @@
+"""/_cluster/*: node-to-node endpoints, msgpack bodies, cluster secret required."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+
+from node.deps import EngineDep
+from node.engine import Engine
+from node.errors import NotFound, ShoalError, Unavailable
+from replication.messages import decode, encode
+from replication.raft import NotLeader
+from replication.runner import RaftNode
+from replication.transport import MSGPACK, SECRET_HEADER, secret_matches
+
+router = APIRouter(prefix="/_cluster", include_in_schema=False)
+
+
+class Forbidden(ShoalError):
+    status = 403
+    slug = "forbidden"
+    title = "Cluster endpoints need the cluster secret"
+
+
+def _guard(request: Request, engine: Engine, sender: str | None) -> RaftNode:
+    secret = engine.settings.cluster_secret
+    if secret is None or not secret_matches(request.headers.get(SECRET_HEADER), secret):
+        raise Forbidden("this endpoint is for cluster peers and needs the cluster secret")
+    if sender is not None and engine.faults.blocks_incoming(sender):
+        raise Unavailable(f"link from {sender} is cut (fault injection)")
+    if engine.raft is None:
+        raise Unavailable("this node is starting or stopping")
+    return engine.raft
+
+
+@router.post("/raft")
+async def raft_message(request: Request, engine: EngineDep) -> Response:
+    message = decode(await request.body())
+    raft = _guard(request, engine, message.sender)
+    answer = await raft.handle_message(message)
+    return Response(encode(answer) if answer is not None else b"", media_type=MSGPACK)
+
+
+def _write_chunk(path: Path, offset: int, data: bytes) -> None:
+    with open(path, "r+b" if offset else "wb") as handle:
+        handle.seek(offset)
+        handle.write(data)
+        if handle.tell() != offset + len(data):
+            raise OSError("short write of a snapshot chunk")
+
+
+@router.post("/snapshot")
+async def snapshot_chunk(
+    request: Request,
+    engine: EngineDep,
+    index: int,
+    term: int,
+    leader: str,
+    leader_term: int,
+    rpc: int,
+    offset: int,
+    done: int,
+) -> Response:
+    raft = _guard(request, engine, leader)
+    path = engine.incoming_snapshot_path(leader, index, term)
+    if offset and not path.exists():
+        raise NotFound("no snapshot transfer in progress at that offset")
+    await asyncio.to_thread(_write_chunk, path, offset, await request.body())
+    if not done:
+        return Response(b"", media_type=MSGPACK)
+    answer = await raft.install_snapshot(
+        lambda: engine.install_snapshot_file(path), leader, leader_term, rpc
+    )
+    return Response(encode(answer) if answer is not None else b"", media_type=MSGPACK)
+
+
+@router.post("/read_index")
+async def read_index(request: Request, engine: EngineDep) -> dict[str, int]:
+    raft = _guard(request, engine, request.headers.get("X-Shoal-From"))
+    try:
+        return {"index": await raft.read_index()}
+    except NotLeader:
+        raise Unavailable("this node no longer leads") from None
+
+
+class Faults(BaseModel):
+    drop_to: list[str] = []
+    drop_from: list[str] = []
+
+
+@router.post("/faults")
+def set_faults(request: Request, engine: EngineDep, body: Faults) -> dict[str, Any]:
+    """Cut links for a test; only when the node runs with fault injection on."""
+    _guard(request, engine, None)
+    if not engine.settings.fault_injection:
+        raise NotFound("fault injection is off on this node")
+    engine.faults.drop_to = set(body.drop_to)
+    engine.faults.drop_from = set(body.drop_from)
+    return {"drop_to": sorted(engine.faults.drop_to), "drop_from": sorted(engine.faults.drop_from)}

@@ -1,0 +1,463 @@
+"""Drives a :class:`RaftCore` on the event loop; the one owner of the log.
+
+One task takes events (ticks, proposals, messages, reads, chores) in
+batches, feeds them to the core, then makes the core's Ready durable in the
+order Raft needs: term and vote, then the log (one fsync for the whole
+batch: group commit), and only then sends messages and answers the RPCs it
+handled. Committed entries are read from the log on the loop and handed to
+an applier thread, which applies them in order and completes the proposals
+waiting on them.
+
+A proposal's future ends one of three ways: applied (with the state
+machine's outcome), :class:`ProposalLost` (another entry took its index, so
+it was never applied), or :class:`OutcomeUnknown` (it may still commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from replication.interfaces import Applier, Committed, FsyncPolicy, NotAccepting
+from replication.messages import (
+    AppendRequest,
+    Message,
+    SnapshotRequest,
+    SnapshotResponse,
+    Unreachable,
+    VoteRequest,
+)
+from replication.raft import NotLeader, RaftConfig, RaftCore, Ready, Role, SafetyViolation
+from replication.transport import HttpTransport, PeerUnreachable
+from wal import FileLogStore, LogEntry, StableStore
+
+log = logging.getLogger("shoal.raft")
+
+TICK_SECONDS = 0.05
+MAX_EVENTS = 2048
+
+
+class ProposalLost(Exception):
+    """Another entry took this proposal's index: it was never applied."""
+
+
+class OutcomeUnknown(Exception):
+    """The proposal may or may not commit; retry with the same request id."""
+
+
+@dataclass
+class LogStats:
+    entries: int = 0
+    batches: int = 0
+    fsyncs: int = 0
+    fsync_seconds: float = 0.0
+    apply_seconds: float = 0.0
+
+
+@dataclass
+class _Proposal:
+    payload: bytes
+    future: asyncio.Future[Committed]
+
+
+@dataclass
+class _Inbound:
+    message: Message
+    future: asyncio.Future[Message | None] | None
+
+
+@dataclass
+class _Read:
+    future: asyncio.Future[int]
+
+
+@dataclass
+class _Chore:
+    """Work that must run on the loop between batches (touches the log)."""
+
+    run: Callable[[], Awaitable[Any]]
+    future: asyncio.Future[Any]
+
+
+class RaftNode:
+    def __init__(
+        self,
+        config: RaftConfig,
+        log_store: FileLogStore,
+        stable: StableStore,
+        applier: Applier,
+        transport: HttpTransport | None,
+        fsync: FsyncPolicy,
+        newest_snapshot: Callable[[], tuple[Path, int, int] | None],
+        after_apply: Callable[[int], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.log_store = log_store
+        self.stable = stable
+        self.applier = applier
+        self.transport = transport
+        self.fsync = fsync
+        self.newest_snapshot = newest_snapshot
+        self.after_apply = after_apply
+        self.rng = rng
+        self.stats = LogStats()
+        self.core: RaftCore | None = None
+        self.failure: str | None = None
+        self.applied_index = applier.applied_index
+        self._events: asyncio.Queue[Any] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._proposals: dict[int, tuple[int, asyncio.Future[Committed]]] = {}
+        self._reads: dict[int, asyncio.Future[int]] = {}
+        self._read_ids = 0
+        self._handed = applier.applied_index
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._apply_queue: queue.SimpleQueue[list[LogEntry] | None] = queue.SimpleQueue()
+        self._apply_thread: threading.Thread | None = None
+        self.applying_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running = False
+        self.last_contact: dict[str, float] = {}
+
+    # ------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        value = self.stable.value
+        now = time.monotonic()
+        self.core = RaftCore(self.config, self.log_store, value.term, value.voted_for,
+                             self.applied_index, now, self.rng)  # fmt: skip
+        self._running = True
+        self._apply_thread = threading.Thread(target=self._apply_forever, name="shoal-apply",
+                                              daemon=True)  # fmt: skip
+        self._apply_thread.start()
+        self._spawn(self._event_loop())
+        self._spawn(self._ticker())
+
+    async def stop(self) -> None:
+        self._running = False
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._apply_queue.put(None)
+        if self._apply_thread is not None:
+            await asyncio.to_thread(self._apply_thread.join, 30)
+        for _, future in self._proposals.values():
+            if not future.done():
+                future.set_exception(OutcomeUnknown("the node stopped before the write finished"))
+        if self.transport is not None:
+            await self.transport.close()
+
+    def _spawn(self, coroutine: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ticker(self) -> None:
+        while self._running:
+            await asyncio.sleep(TICK_SECONDS)
+            self._events.put_nowait("tick")
+
+    # --------------------------------------------------------------- status
+    @property
+    def role(self) -> Role:
+        return self.core.role if self.core else Role.FOLLOWER
+
+    @property
+    def term(self) -> int:
+        return self.core.term if self.core else self.stable.value.term
+
+    @property
+    def leader_id(self) -> str | None:
+        return self.core.leader_id if self.core else None
+
+    @property
+    def commit_index(self) -> int:
+        return self.core.commit_index if self.core else self.applied_index
+
+    @property
+    def is_leader(self) -> bool:
+        return self.role is Role.LEADER
+
+    # ------------------------------------------------------------- requests
+    async def propose(self, payload: bytes) -> Committed:
+        if self.failure is not None:
+            raise NotAccepting(self.failure)
+        future: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
+        self._events.put_nowait(_Proposal(payload, future))
+        return await future
+
+    async def handle_message(self, message: Message) -> Message | None:
+        """An RPC from a peer; the answer leaves only after it is durable."""
+        self.last_contact[message.sender] = time.monotonic()
+        future: asyncio.Future[Message | None] = asyncio.get_running_loop().create_future()
+        self._events.put_nowait(_Inbound(message, future))
+        return await future
+
+    async def read_index(self) -> int:
+        """Leader only: a commit index that is safe for a linearizable read."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._events.put_nowait(_Read(future))
+        return await future
+
+    async def wait_applied(self, index: int, timeout: float) -> bool:
+        if self.applied_index >= index:
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((index, future))
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def run_on_loop(self, chore: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``chore`` between batches, where the log may be touched."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._events.put_nowait(_Chore(chore, future))
+        return await future
+
+    # ----------------------------------------------------------- event loop
+    async def _event_loop(self) -> None:
+        while self._running:
+            batch = [await self._events.get()]
+            proposals = isinstance(batch[0], _Proposal)
+            while len(batch) < MAX_EVENTS and not self._events.empty():
+                if proposals and self.fsync is FsyncPolicy.ALWAYS:
+                    break  # one entry per fsync
+                batch.append(self._events.get_nowait())
+            try:
+                await self._process(batch)
+            except SafetyViolation as exc:
+                self._fail(f"raft safety check failed: {exc}")
+                raise
+            except OSError as exc:
+                self._fail(f"the write-ahead log could not be written: {exc}")
+                return
+
+    def _fail(self, reason: str) -> None:
+        self.failure = reason
+        log.critical("%s; refusing writes until restart", reason)
+        for _, future in self._proposals.values():
+            if not future.done():
+                future.set_exception(OutcomeUnknown(reason))
+
+    async def _process(self, batch: list[Any]) -> None:
+        assert self.core is not None
+        core = self.core
+        now = time.monotonic()
+        answers: list[tuple[asyncio.Future[Message | None], Message | None]] = []
+        for event in batch:
+            if event == "tick":
+                core.tick(now)
+            elif isinstance(event, _Proposal):
+                self._propose(event, now)
+            elif isinstance(event, _Inbound):
+                answer = core.receive(event.message, now)
+                if event.future is not None:
+                    answers.append((event.future, answer))
+            elif isinstance(event, _Read):
+                self._read_ids += 1
+                try:
+                    core.read_index(self._read_ids, now)
+                    self._reads[self._read_ids] = event.future
+                except NotLeader as exc:
+                    event.future.set_exception(exc)
+            elif isinstance(event, _Chore):
+                await self._flush(now)
+                try:
+                    event.future.set_result(await event.run())
+                except Exception as exc:
+                    event.future.set_exception(exc)
+        await self._flush(now)
+        for future, answer in answers:  # durable now: the answers may leave
+            if not future.done():
+                future.set_result(answer)
+
+    def _propose(self, proposal: _Proposal, now: float) -> None:
+        assert self.core is not None
+        if proposal.future.done():  # its caller gave up before we got to it
+            return
+        if self.failure is not None:
+            proposal.future.set_exception(NotAccepting(self.failure))
+            return
+        try:
+            index, term = self.core.propose(proposal.payload, now)
+        except NotLeader as exc:
+            proposal.future.set_exception(exc)
+            return
+        self._proposals[index] = (term, proposal.future)
+
+    async def _flush(self, now: float) -> None:
+        assert self.core is not None
+        core = self.core
+        while True:
+            ready = core.take_ready()
+            if ready.save_term:
+                await asyncio.to_thread(self.stable.save, core.term, core.voted_for)
+            if ready.sync_log:
+                if self.fsync is not FsyncPolicy.OFF:
+                    started = time.perf_counter()
+                    await asyncio.to_thread(self.log_store.sync)
+                    self.stats.fsyncs += 1
+                    self.stats.fsync_seconds += time.perf_counter() - started
+                self.stats.batches += 1
+                core.log_synced(self.log_store.last_index(), now)
+            self._dispatch(ready)
+            self._hand_over(core.commit_index)
+            if not core.has_ready():
+                break
+
+    def _dispatch(self, ready: Ready) -> None:
+        for peer, message in ready.messages:
+            self._spawn(self._call(peer, message))
+        for peer, rpc in ready.snapshots:
+            self._spawn(self._send_snapshot(peer, rpc))
+        for read_id, index in ready.reads:
+            future = self._reads.pop(read_id, None)
+            if future is not None and not future.done():
+                future.set_result(index)
+        for read_id in ready.failed_reads:
+            future = self._reads.pop(read_id, None)
+            if future is not None and not future.done():
+                future.set_exception(NotLeader(None))
+
+    async def _call(self, peer: str, message: Message) -> None:
+        assert self.transport is not None
+        try:
+            answer = await self.transport.call(peer, message)
+        except PeerUnreachable:
+            rpc = getattr(message, "rpc", 0)
+            if isinstance(message, (AppendRequest, VoteRequest)):
+                self._events.put_nowait(_Inbound(Unreachable(0, peer, rpc), None))
+            return
+        self.last_contact[peer] = time.monotonic()
+        self._events.put_nowait(_Inbound(answer, None))
+
+    async def _send_snapshot(self, peer: str, rpc: int) -> None:
+        assert self.transport is not None and self.core is not None
+        newest = self.newest_snapshot()
+        if newest is None:
+            self._events.put_nowait(_Inbound(Unreachable(0, peer, rpc), None))
+            return
+        path, index, term = newest
+        try:
+            answer = await self.transport.send_snapshot(peer, path, index, term, self.core.term,
+                                                        rpc)  # fmt: skip
+        except PeerUnreachable as exc:
+            log.warning("snapshot to %s failed: %s", peer, exc)
+            self._events.put_nowait(_Inbound(Unreachable(0, peer, rpc), None))
+            return
+        self._events.put_nowait(_Inbound(answer, None))
+
+    # ---------------------------------------------------------------- apply
+    def _hand_over(self, commit: int) -> None:
+        """Give newly committed entries to the applier thread, in order."""
+        if commit <= self._handed:
+            return
+        entries = self.log_store.entries(self._handed + 1, commit)
+        self._handed = commit
+        self.stats.entries += len(entries)
+        self._apply_queue.put(entries)
+
+    def _apply_forever(self) -> None:
+        while True:
+            entries = self._apply_queue.get()
+            if entries is None:
+                return
+            with self.applying_lock:
+                started = time.perf_counter()
+                outcomes = []
+                for entry in entries:
+                    try:
+                        outcome = self.applier.apply(entry)
+                    except Exception as exc:  # a bug: stop rather than diverge
+                        assert self._loop is not None
+                        self._loop.call_soon_threadsafe(
+                            self._fail, f"applying entry {entry.index}: {exc!r}"
+                        )
+                        return
+                    outcomes.append((entry.index, entry.term, outcome))
+                self.stats.apply_seconds += time.perf_counter() - started
+                applied = entries[-1].index
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._applied, applied, outcomes)
+            if self.after_apply is not None:
+                self.after_apply(applied)
+
+    def _applied(self, applied: int, outcomes: list[tuple[int, int, object]]) -> None:
+        """On the loop: complete proposals and wake readers waiting for ``applied``."""
+        self.applied_index = max(self.applied_index, applied)
+        for index, term, outcome in outcomes:
+            waiting = self._proposals.pop(index, None)
+            if waiting is None:
+                continue
+            proposed_term, future = waiting
+            if future.done():
+                continue
+            if proposed_term == term:
+                future.set_result(Committed(index, term, outcome))
+            else:
+                future.set_exception(ProposalLost(f"entry {index} went to another leader's write"))
+        still: list[tuple[int, asyncio.Future[None]]] = []
+        for wanted, waiter in self._waiters:
+            if wanted <= self.applied_index:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                still.append((wanted, waiter))
+        self._waiters = still
+
+    async def wait_idle_applier(self) -> None:
+        """Until every entry handed over so far has been applied."""
+        while self.applied_index < self._handed and self.failure is None:
+            await asyncio.sleep(0.005)
+
+    # ------------------------------------------------------------- snapshots
+    async def install_snapshot(
+        self,
+        restore: Callable[[], tuple[int, int]],
+        leader: str,
+        leader_term: int,
+        rpc: int,
+    ) -> Message | None:
+        """Replace the state with a snapshot the leader streamed to us.
+
+        ``restore`` loads the snapshot into the state machine (on a worker
+        thread) and returns its (index, term); the log then restarts after it.
+        """
+
+        async def chore() -> Message | None:
+            assert self.core is not None
+            if leader_term < self.core.term:  # a deposed leader's snapshot: ignore it
+                return SnapshotResponse(self.core.term, self.node_id, 0, rpc)
+            await self.wait_idle_applier()
+            with self.applying_lock:
+                index, term = await asyncio.to_thread(restore)
+            if self.log_store.last_index() < index or self.log_store.term_at(index) != term:
+                self.log_store.reset(index + 1, term)
+                self.core.synced_index = index
+            self._handed = max(self._handed, index)
+            self.applied_index = max(self.applied_index, index)
+            self._applied(self.applied_index, [])
+            return self.core.receive(
+                SnapshotRequest(leader_term, leader, index, term, rpc), time.monotonic()
+            )
+
+        answer: Message | None = await self.run_on_loop(chore)
+        return answer
+
+    async def compact(self, index: int) -> int:
+        async def chore() -> int:
+            return self.log_store.compact_until(min(index, self.applied_index))
+
+        removed: int = await self.run_on_loop(chore)
+        return removed

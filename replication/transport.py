@@ -1,0 +1,129 @@
+"""Raft over HTTP: msgpack bodies under /_cluster/, guarded by the cluster secret.
+
+One :class:`HttpTransport` per node. ``call`` sends one RPC and returns the
+response or raises :class:`PeerUnreachable`; it never retries (the core
+decides what to resend). Snapshots stream as raw file bytes in chunks.
+
+:class:`FaultRules` lets tests cut links without touching the network: a
+node drops what it would send to, or receive from, the peers named. It is
+only reachable when the node runs with fault injection enabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from replication.messages import Message, decode, encode
+
+SECRET_HEADER = "X-Shoal-Cluster-Secret"
+MSGPACK = "application/msgpack"
+SNAPSHOT_CHUNK = 4 << 20
+
+
+class PeerUnreachable(Exception):
+    pass
+
+
+@dataclass
+class FaultRules:
+    """Links this node pretends are cut (tests only)."""
+
+    drop_to: set[str] = field(default_factory=set)
+    drop_from: set[str] = field(default_factory=set)
+
+    def blocks_outgoing(self, peer: str) -> bool:
+        return peer in self.drop_to
+
+    def blocks_incoming(self, peer: str) -> bool:
+        return peer in self.drop_from
+
+
+def secret_matches(offered: str | None, secret: str | None) -> bool:
+    if secret is None:
+        return True
+    return offered is not None and hmac.compare_digest(offered.encode(), secret.encode())
+
+
+class HttpTransport:
+    def __init__(
+        self,
+        node_id: str,
+        peer_urls: dict[str, str],
+        secret: str | None,
+        timeout: float,
+        faults: FaultRules,
+    ) -> None:
+        self.node_id = node_id
+        self.peer_urls = peer_urls
+        self.faults = faults
+        headers = {SECRET_HEADER: secret} if secret else {}
+        limits = httpx.Limits(max_connections=16, max_keepalive_connections=8)
+        self._client = httpx.AsyncClient(headers=headers, timeout=timeout, limits=limits)
+        self._snapshot_client = httpx.AsyncClient(headers=headers, timeout=120.0)
+
+    async def call(self, peer: str, message: Message) -> Message:
+        if self.faults.blocks_outgoing(peer):
+            raise PeerUnreachable(f"link to {peer} is cut (fault injection)")
+        try:
+            response = await self._client.post(
+                f"{self.peer_urls[peer]}/_cluster/raft",
+                content=encode(message),
+                headers={"content-type": MSGPACK},
+            )
+        except httpx.HTTPError as exc:
+            raise PeerUnreachable(f"{peer}: {exc!r}") from None
+        if response.status_code != 200:
+            raise PeerUnreachable(f"{peer} answered {response.status_code}")
+        return decode(response.content)
+
+    async def send_snapshot(
+        self, peer: str, path: Path, index: int, term: int, leader_term: int, rpc: int
+    ) -> Message:
+        """Stream a snapshot file; the final chunk's answer is the follower's
+        SnapshotResponse once it has installed it."""
+        if self.faults.blocks_outgoing(peer):
+            raise PeerUnreachable(f"link to {peer} is cut (fault injection)")
+        data = await asyncio.to_thread(path.read_bytes)
+        offset = 0
+        while True:
+            chunk = data[offset : offset + SNAPSHOT_CHUNK]
+            done = offset + len(chunk) >= len(data)
+            params: dict[str, str | int] = {"index": index, "term": term, "leader": self.node_id,
+                      "leader_term": leader_term, "rpc": rpc, "offset": offset,
+                      "done": int(done)}  # fmt: skip
+            try:
+                response = await self._snapshot_client.post(
+                    f"{self.peer_urls[peer]}/_cluster/snapshot", params=params, content=chunk,
+                    headers={"content-type": "application/octet-stream"},
+                )  # fmt: skip
+            except httpx.HTTPError as exc:
+                raise PeerUnreachable(f"{peer}: {exc!r}") from None
+            if response.status_code != 200:
+                raise PeerUnreachable(f"{peer} refused the snapshot: {response.status_code}")
+            if done:
+                return decode(response.content)
+            offset += len(chunk)
+
+    async def read_index(self, leader: str) -> int:
+        """Ask the leader for a linearizable read index."""
+        if self.faults.blocks_outgoing(leader):
+            raise PeerUnreachable(f"link to {leader} is cut (fault injection)")
+        try:
+            response = await self._client.post(
+                f"{self.peer_urls[leader]}/_cluster/read_index",
+                headers={"X-Shoal-From": self.node_id},
+            )
+        except httpx.HTTPError as exc:
+            raise PeerUnreachable(f"{leader}: {exc!r}") from None
+        if response.status_code != 200:
+            raise PeerUnreachable(f"{leader} answered {response.status_code}")
+        return int(response.json()["index"])
+
+    async def close(self) -> None:
+        await self._client.aclose()
+        await self._snapshot_client.aclose()
