@@ -33,6 +33,10 @@ SERVE_FLAGS: dict[str, str] = {
     "max_body_bytes": "max_body_bytes",
     "api_key": "api_key",
     "log_level": "log_level",
+    "peers": "peers",
+    "cluster_secret": "cluster_secret",
+    "election_timeout": "election_timeout",
+    "heartbeat_interval": "heartbeat_interval",
 }
 
 
@@ -56,6 +60,21 @@ def _serve_parser(commands: Any) -> None:
     serve.add_argument("--max-body-bytes", type=int, help="largest accepted request body")
     serve.add_argument("--api-key", help="require this key on API requests [SHOAL_API_KEY]")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--peers",
+        help="every voter, this node included: n1=http://host:port,n2=... [SHOAL_PEERS]; "
+        "left out: a cluster of one",
+    )
+    serve.add_argument("--cluster-secret", help="shared by the nodes [SHOAL_CLUSTER_SECRET]")
+    serve.add_argument(
+        "--election-timeout",
+        type=float,
+        help="seconds without a leader before an election (randomised up to twice this) "
+        "[SHOAL_ELECTION_TIMEOUT, default 1.0]",
+    )
+    serve.add_argument(
+        "--heartbeat-interval", type=float, help="seconds between leader heartbeats [default 0.15]"
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:

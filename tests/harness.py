@@ -59,6 +59,7 @@ class NodeProcess:
             "--node-id", self.node_id,
             *self.args,
         ]  # fmt: skip
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.process = subprocess.Popen(

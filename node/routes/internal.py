@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from node.deps import EngineDep
 from node.engine import Engine
-from node.errors import NotFound, ShoalError, Unavailable
+from node.errors import MalformedBody, NotFound, ShoalError, Unavailable
 from replication.messages import decode, encode
 from replication.raft import NotLeader
 from replication.runner import RaftNode
@@ -26,10 +26,14 @@ class Forbidden(ShoalError):
     title = "Cluster endpoints need the cluster secret"
 
 
-def _guard(request: Request, engine: Engine, sender: str | None) -> RaftNode:
+def _check_secret(request: Request, engine: Engine) -> None:
     secret = engine.settings.cluster_secret
     if secret is None or not secret_matches(request.headers.get(SECRET_HEADER), secret):
         raise Forbidden("this endpoint is for cluster peers and needs the cluster secret")
+
+
+def _guard(request: Request, engine: Engine, sender: str | None) -> RaftNode:
+    _check_secret(request, engine)
     if sender is not None and engine.faults.blocks_incoming(sender):
         raise Unavailable(f"link from {sender} is cut (fault injection)")
     if engine.raft is None:
@@ -39,7 +43,11 @@ def _guard(request: Request, engine: Engine, sender: str | None) -> RaftNode:
 
 @router.post("/raft")
 async def raft_message(request: Request, engine: EngineDep) -> Response:
-    message = decode(await request.body())
+    _check_secret(request, engine)
+    try:
+        message = decode(await request.body())
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise MalformedBody(f"not a raft message: {exc}") from None
     raft = _guard(request, engine, message.sender)
     answer = await raft.handle_message(message)
     return Response(encode(answer) if answer is not None else b"", media_type=MSGPACK)
@@ -90,6 +98,12 @@ async def read_index(request: Request, engine: EngineDep) -> dict[str, int]:
 class Faults(BaseModel):
     drop_to: list[str] = []
     drop_from: list[str] = []
+
+
+@router.get("/faults")
+def get_faults(request: Request, engine: EngineDep) -> dict[str, Any]:
+    _guard(request, engine, None)
+    return {"drop_to": sorted(engine.faults.drop_to), "drop_from": sorted(engine.faults.drop_from)}
 
 
 @router.post("/faults")
