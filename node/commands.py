@@ -149,8 +149,10 @@ _COMMANDS: dict[str, type[Command]] = {
 _NESTED: dict[str, type[Any]] = {"chunks": ChunkBatch, "fields": DocumentFields}
 
 
-def encode(command: Command) -> bytes:
+def encode(command: Command, request_key: str | None = None) -> bytes:
     body: dict[str, Any] = {"op": command.op}
+    if request_key is not None:
+        body["rid"] = request_key
     for item in dataclasses.fields(command):
         value = getattr(command, item.name)
         if dataclasses.is_dataclass(value):
@@ -159,12 +161,14 @@ def encode(command: Command) -> bytes:
     return msgpack.packb(body, use_bin_type=True)
 
 
-def decode(payload: bytes) -> Command:
+def decode(payload: bytes) -> tuple[Command, str | None]:
+    """The command and the Idempotency-Key it was sent with, if any."""
     body = msgpack.unpackb(payload, raw=False, strict_map_key=False)
     if not isinstance(body, dict) or body.get("op") not in _COMMANDS:
         raise ValueError("not a Shoal command")
     cls = _COMMANDS[body.pop("op")]
+    request_key = body.pop("rid", None)
     for name, nested in _NESTED.items():
         if name in body:
             body[name] = nested(**body[name])
-    return cls(**body)
+    return cls(**body), request_key

@@ -14,7 +14,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from node.errors import PayloadTooLarge, ShoalError, Unauthorized
+from node.errors import InvalidRequest, PayloadTooLarge, ShoalError, Unauthorized
+from node.idempotency import MAX_KEY, request_key, valid_key
 from node.metrics import NodeMetrics
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
@@ -53,8 +54,14 @@ class NodeMiddleware:
                 message["headers"] = [*message["headers"], (b"x-shoal-node", self.node_id)]
             await send(message)
 
+        key = dict(scope.get("headers") or []).get(b"idempotency-key")
+        token = request_key.set(key.decode(errors="replace") if key is not None else None)
         try:
             refusal = self._refusal(scope)
+            if refusal is None and key is not None and not valid_key(request_key.get() or ""):
+                refusal = InvalidRequest(
+                    f"Idempotency-Key must be 1 to {MAX_KEY} printable characters"
+                )
             if refusal is not None:
                 await _send_problem(send_tagged, refusal, scope["path"])
             else:
@@ -69,6 +76,7 @@ class NodeMiddleware:
                 scope["path"],
             )
         finally:
+            request_key.reset(token)
             route = scope.get("route")
             label = getattr(route, "path", "unmatched")
             method = scope.get("method", "")

@@ -39,6 +39,7 @@ from node.errors import (
     Unavailable,
     WriteNotApplied,
 )
+from node.idempotency import request_key
 from node.ids import new_id, new_ids
 from node.store import views
 from node.store.library import Library
@@ -82,9 +83,23 @@ class Service:
             return NoLeader("no leader is known right now (an election is under way); retry soon")
         return NotLeaderError(leader_id, url)
 
+    def _earlier_outcome(self) -> Written | None:
+        """For a retry of a keyed write already applied: its first outcome.
+
+        Checked before validation (a retried create would otherwise meet its
+        own first attempt as a conflict). Followers redirect first.
+        """
+        self.leader_or_redirect()
+        key = request_key.get()
+        remembered = self.state.requests.get(key) if key is not None else None
+        if remembered is None:
+            return None
+        index, outcome = remembered
+        return self._outcome(outcome, index)
+
     async def _commit(self, command: cmd.Command) -> Written:
         raft = self.leader_or_redirect()
-        payload = cmd.encode(command)
+        payload = cmd.encode(command, request_key.get())
         try:
             committed = await asyncio.wait_for(raft.propose(payload), WRITE_TIMEOUT)
         except NotLeader as exc:
@@ -102,11 +117,14 @@ class Service:
             ) from None
         except NotAccepting as exc:
             raise StorageFailure(f"the write was not made durable: {exc}") from None
-        outcome = committed.outcome
+        return self._outcome(committed.outcome, committed.index)
+
+    @staticmethod
+    def _outcome(outcome: object, index: int) -> Written:
         error = getattr(outcome, "error", None)
         if error is not None:
             raise APPLY_ERRORS[error](getattr(outcome, "detail", "") or error)
-        return getattr(outcome, "value", None), committed.index
+        return getattr(outcome, "value", None), index
 
     def _library(self, library_id: str) -> Library:
         library = self.state.library(library_id)
@@ -132,7 +150,8 @@ class Service:
 
     # ----------------------------------------------------------- libraries
     async def create_library(self, body: models.LibraryCreate) -> Written:
-        self.leader_or_redirect()  # followers redirect before validating
+        if (earlier := self._earlier_outcome()) is not None:
+            return earlier
         model = body.embedding_model or self.embedders.default
         try:
             self.embedders.get(model)
@@ -174,7 +193,8 @@ class Service:
         return params
 
     async def update_library(self, library_id: str, body: models.LibraryUpdate) -> Written:
-        self.leader_or_redirect()  # followers redirect before validating
+        if (earlier := self._earlier_outcome()) is not None:
+            return earlier
         changes = body.model_dump(exclude_unset=True)
         for field in ("name", "index_type", "index_params"):
             if field in changes and changes[field] is None:
@@ -195,7 +215,8 @@ class Service:
             return await self._commit(cmd.UpdateLibrary(library_id, changes, now_us()))
 
     async def delete_library(self, library_id: str) -> int:
-        self.leader_or_redirect()  # followers redirect before validating
+        if (earlier := self._earlier_outcome()) is not None:
+            return earlier[1]
         async with self._catalog_lock, self._lock(library_id):
             self._library(library_id)
             _, index = await self._commit(cmd.DeleteLibrary(library_id))
@@ -277,7 +298,8 @@ class Service:
         return chunks, "text chunk"
 
     async def add_document(self, library_id: str, body: models.DocumentCreate) -> Written:
-        self.leader_or_redirect()  # followers redirect before validating
+        if (earlier := self._earlier_outcome()) is not None:
+            return earlier
         async with self._lock(library_id):
             library = self._library(library_id)
             chunks, label = self._document_chunks(body)
@@ -297,7 +319,8 @@ class Service:
     async def update_document(
         self, library_id: str, document_id: str, body: models.DocumentUpdate
     ) -> Written:
-        self.leader_or_redirect()  # followers redirect before validating
+        if (earlier := self._earlier_outcome()) is not None:
+            return earlier
         changes = body.metadata.model_dump(exclude_unset=True)
         if "created_at" in changes:
             if changes["created_at"] is None:
@@ -312,7 +335,8 @@ class Service:
             )
 
     async def delete_document(self, library_id: str, document_id: str) -> int:
-        self.leader_or_redirect()  # followers redirect before validating
+        if (earlier := self._earlier_outcome()) is not None:
+            return earlier[1]
         async with self._lock(library_id):
             self._require(library_id, document_id)
             _, index = await self._commit(cmd.DeleteDocument(library_id, document_id))
@@ -340,7 +364,8 @@ class Service:
     async def add_chunks(
         self, library_id: str, document_id: str, body: models.ChunksCreate
     ) -> Written:
-        self.leader_or_redirect()  # followers redirect before validating
+        if (earlier := self._earlier_outcome()) is not None:
+            return earlier
         async with self._lock(library_id):
             self._require(library_id, document_id)
             library = self._library(library_id)
@@ -412,7 +437,8 @@ class Service:
     async def update_chunk(
         self, library_id: str, chunk_id: str, body: models.ChunkUpdate
     ) -> Written:
-        self.leader_or_redirect()  # followers redirect before validating
+        if (earlier := self._earlier_outcome()) is not None:
+            return earlier
         async with self._lock(library_id):
             library = self._library(library_id)
             changes, vector = await run_in_threadpool(self._chunk_changes, library, chunk_id, body)
@@ -421,7 +447,8 @@ class Service:
             )
 
     async def delete_chunk(self, library_id: str, chunk_id: str) -> int:
-        self.leader_or_redirect()  # followers redirect before validating
+        if (earlier := self._earlier_outcome()) is not None:
+            return earlier[1]
         async with self._lock(library_id):
             self._require(library_id, chunk_id=chunk_id)
             _, index = await self._commit(cmd.DeleteChunk(library_id, chunk_id))

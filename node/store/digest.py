@@ -14,6 +14,7 @@ import msgpack
 import numpy as np
 
 from node.store.library import Library
+from node.store.snapshot_codec import request_records
 from node.store.state import StateMachine
 
 
@@ -44,6 +45,7 @@ def _library_digest(library: Library, hasher: hashlib._Hash) -> None:
 def state_digest(state: StateMachine) -> str:
     """Hex sha256 of the state. Take the libraries' read locks around it."""
     hasher = hashlib.sha256()
+    hasher.update(_pack(request_records(state)))
     for library_id in list(state.library_order.items):
         library = state.libraries.get(library_id)
         if library is None:

@@ -24,7 +24,7 @@ import numpy.typing as npt
 from node.commands import ChunkBatch, DocumentFields
 from node.store.library import Library
 from node.store.records import ChunkRecord, DocumentRecord, LibraryInfo, RowAllocator
-from node.store.state import StateMachine
+from node.store.state import Outcome, StateMachine
 from wal import SnapshotWriter
 
 FORMAT = 1
@@ -60,8 +60,11 @@ class Image:
     index: int
     term: int
     libraries: list[_LibraryImage]
+    requests: list[list[Any]]
 
     def write(self, writer: SnapshotWriter) -> None:
+        for lo in range(0, len(self.requests), BATCH):
+            writer.write({"requests": self.requests[lo : lo + BATCH]})
         for library in self.libraries:
             for record in library.records():
                 writer.write(record)
@@ -103,7 +106,13 @@ def _capture_library(library: Library) -> _LibraryImage:
 
 def capture(state: StateMachine) -> Image:
     libraries = [_capture_library(state.libraries[i]) for i in state.library_order.items]
-    return Image(state.applied_index, state.applied_term, libraries)
+    return Image(state.applied_index, state.applied_term, libraries, request_records(state))
+
+
+def request_records(state: StateMachine) -> list[list[Any]]:
+    """The remembered Idempotency-Keys, oldest first."""
+    return [[key, index, outcome.error, outcome.detail, outcome.value]
+            for key, (index, outcome) in state.requests.items()]  # fmt: skip
 
 
 def restore(state: StateMachine, records: Iterable[Any], index: int, term: int) -> None:
@@ -113,7 +122,10 @@ def restore(state: StateMachine, records: Iterable[Any], index: int, term: int) 
     library: Library | None = None
     index_state: dict[str, Any] = {}
     for record in records:
-        if "library" in record:
+        if "requests" in record:
+            for key, entry_index, error, detail, value in record["requests"]:
+                state.remember(key, entry_index, Outcome(value, error, detail))
+        elif "library" in record:
             _load_index(library, index_state)
             library = Library(LibraryInfo(*record["library"]))
             next_row, free = record["allocator"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 import indexes
 from node import commands as cmd
+from node.idempotency import REMEMBERED
 from node.store import views
 from node.store.library import Library, Rejected
 from node.store.records import LibraryInfo, SortedIds
@@ -39,6 +41,8 @@ class StateMachine:
         self.catalog_lock = threading.Lock()
         self.applied_index = 0
         self.applied_term = 0
+        # Idempotency-Key -> (log index, outcome) of recent keyed writes.
+        self.requests: OrderedDict[str, tuple[int, Outcome]] = OrderedDict()
         self._handlers: dict[type[cmd.Command], Callable[[Any, bool], Any]] = {
             cmd.CreateLibrary: self._create_library,
             cmd.UpdateLibrary: self._update_library,
@@ -57,6 +61,7 @@ class StateMachine:
             self.libraries.clear()
             self.library_order = SortedIds()
             self.names.clear()
+        self.requests.clear()
         self.applied_index = self.applied_term = 0
 
     # ------------------------------------------------------------ applying
@@ -66,13 +71,25 @@ class StateMachine:
             raise RuntimeError(f"entry {entry.index} applied after {self.applied_index}")
         outcome = Outcome()
         if entry.kind is EntryKind.COMMAND:
-            command = cmd.decode(entry.payload)
-            try:
-                outcome = Outcome(value=self._handlers[type(command)](command, want_result))
-            except Rejected as rejected:
-                outcome = Outcome(error=rejected.error, detail=rejected.detail)
+            command, key = cmd.decode(entry.payload)
+            remembered = self.requests.get(key) if key is not None else None
+            if remembered is not None:
+                outcome = remembered[1]  # a retry that reached the log: not again
+            else:
+                want = want_result or key is not None
+                try:
+                    outcome = Outcome(value=self._handlers[type(command)](command, want))
+                except Rejected as rejected:
+                    outcome = Outcome(error=rejected.error, detail=rejected.detail)
+                if key is not None:
+                    self.remember(key, entry.index, outcome)
         self.applied_index, self.applied_term = entry.index, entry.term
         return outcome
+
+    def remember(self, key: str, index: int, outcome: Outcome) -> None:
+        self.requests[key] = (index, outcome)
+        while len(self.requests) > REMEMBERED:
+            self.requests.popitem(last=False)
 
     def _library(self, library_id: str) -> Library:
         library = self.libraries.get(library_id)

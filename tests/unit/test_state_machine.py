@@ -159,5 +159,32 @@ def test_commands_round_trip_through_msgpack() -> None:
     command = cmd.AddDocument(
         "l", "d", cmd.DocumentFields(title="t", tags=["a"]), batch(random.Random(2), 2), 9
     )
-    decoded = cmd.decode(cmd.encode(command))
-    assert decoded == command
+    assert cmd.decode(cmd.encode(command)) == (command, None)
+    assert cmd.decode(cmd.encode(command, "key-1")) == (command, "key-1")
+
+
+def test_a_keyed_command_applies_once(tmp_path: Path) -> None:
+    machine = StateMachine()
+    log = Log(machine)
+    create_library(log)
+    document = cmd.AddDocument("lib-1", "d1", cmd.DocumentFields(), batch(random.Random(3), 2), 1)
+    index = log.index + 1
+    entry = LogEntry(index, 1, EntryKind.COMMAND, cmd.encode(document, "retry-me"))
+    first = machine.apply(entry)
+    again = machine.apply(
+        LogEntry(index + 1, 1, EntryKind.COMMAND, cmd.encode(document, "retry-me"))
+    )
+    assert first == again and getattr(first, "error", None) is None
+    assert len(machine.libraries["lib-1"].documents) == 1
+    # the remembered keys survive a snapshot and count in the digest
+    store = SnapshotStore(tmp_path)
+    image = capture(machine)
+    writer = store.begin(image.index, image.term, {"format": 1})
+    image.write(writer)
+    writer.commit()
+    info, _, records = store.newest_valid() or (None, None, None)
+    assert info is not None and records is not None
+    restored = StateMachine()
+    restore(restored, records, info.index, info.term)
+    assert "retry-me" in restored.requests
+    assert state_digest(restored) == state_digest(machine)
