@@ -31,6 +31,7 @@ SERVE_FLAGS: dict[str, str] = {
     "fsync": "fsync",
     "snapshot_every": "snapshot_every_entries",
     "max_body_bytes": "max_body_bytes",
+    "segment_bytes": "segment_bytes",
     "api_key": "api_key",
     "log_level": "log_level",
     "peers": "peers",
@@ -58,6 +59,11 @@ def _serve_parser(commands: Any) -> None:
         help="log entries between snapshots [SHOAL_SNAPSHOT_EVERY_ENTRIES, default 10000]",
     )
     serve.add_argument("--max-body-bytes", type=int, help="largest accepted request body")
+    serve.add_argument(
+        "--segment-bytes",
+        type=int,
+        help="size of a WAL segment file [SHOAL_SEGMENT_BYTES, default 64 MiB]",
+    )
     serve.add_argument("--api-key", help="require this key on API requests [SHOAL_API_KEY]")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument(

@@ -499,6 +499,10 @@ class RaftCore:
                     index -= 1
                 if self.log.term_at(index) == response.conflict_term:
                     hint = index + 1
+            if hint <= progress.match_index:
+                # The follower no longer holds entries it acknowledged: its disk
+                # lost a damaged tail. Start again from what it does hold.
+                progress.match_index = max(0, hint - 1)
             progress.next_index = max(progress.match_index + 1, min(hint, progress.next_index - 1))
         self._release_reads()
         if progress.next_index <= self.log.last_index() or not response.success:

@@ -230,3 +230,24 @@ def test_stale_logs_cannot_win() -> None:
     winner = cluster.leader()
     assert winner is not None and winner.node_id != behind
     cluster.final_checks()
+
+
+def test_leader_resends_to_a_follower_that_lost_its_tail() -> None:
+    from replication.messages import AppendResponse
+
+    log = MemoryLogStore()
+    core = leader_of_three(log)
+    for n in range(5):
+        core.propose(b"%d" % n, 6.0)
+    core.take_ready()
+    core.log_synced(log.last_index(), 6.0)
+    ack(core, "n2", log.last_index(), 6.1)
+    assert core.progress["n2"].match_index == log.last_index() == 6
+    core.take_ready()
+    # n2 restarts having cut its last two entries; it rejects the next append
+    core._send_append("n2", core.progress["n2"], 6.2)  # noqa: SLF001 - force one out
+    rpc = core.progress["n2"].inflight_rpc
+    core.receive(AppendResponse(core.term, "n2", False, 4, conflict_index=5, rpc=rpc), 6.3)
+    assert core.progress["n2"].match_index == 4
+    sent = [m for peer, m in core.take_ready().messages if peer == "n2"]
+    assert sent and sent[-1].prev_index == 4  # type: ignore[attr-defined]
