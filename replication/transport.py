@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,10 +32,19 @@ class PeerUnreachable(Exception):
 
 @dataclass
 class FaultRules:
-    """Links this node pretends are cut (tests only)."""
+    """Links this node pretends are cut, and a lossy network (tests only).
+
+    ``drop_rate`` loses a request or its answer, ``duplicate_rate`` sends a
+    request twice, ``max_delay`` holds each request back a random time, so
+    concurrent ones arrive out of order.
+    """
 
     drop_to: set[str] = field(default_factory=set)
     drop_from: set[str] = field(default_factory=set)
+    drop_rate: float = 0.0
+    duplicate_rate: float = 0.0
+    max_delay: float = 0.0
+    rng: random.Random = field(default_factory=random.Random)
 
     def blocks_outgoing(self, peer: str) -> bool:
         return peer in self.drop_to
@@ -67,19 +77,33 @@ class HttpTransport:
         self._snapshot_client = httpx.AsyncClient(headers=headers, timeout=120.0)
 
     async def call(self, peer: str, message: Message) -> Message:
-        if self.faults.blocks_outgoing(peer):
+        faults = self.faults
+        if faults.blocks_outgoing(peer):
             raise PeerUnreachable(f"link to {peer} is cut (fault injection)")
+        if faults.max_delay:
+            await asyncio.sleep(faults.rng.uniform(0, faults.max_delay))
+        if faults.drop_rate and faults.rng.random() < faults.drop_rate:
+            raise PeerUnreachable(f"request to {peer} dropped (fault injection)")
+        body = encode(message)
+        if faults.duplicate_rate and faults.rng.random() < faults.duplicate_rate:
+            asyncio.ensure_future(self._post(peer, body))  # noqa: RUF006 - answer ignored
+        response = await self._post(peer, body)
+        if faults.drop_rate and faults.rng.random() < faults.drop_rate:
+            raise PeerUnreachable(f"answer from {peer} dropped (fault injection)")
+        return decode(response.content)
+
+    async def _post(self, peer: str, body: bytes) -> httpx.Response:
         try:
             response = await self._client.post(
                 f"{self.peer_urls[peer]}/_cluster/raft",
-                content=encode(message),
+                content=body,
                 headers={"content-type": MSGPACK},
             )
         except httpx.HTTPError as exc:
             raise PeerUnreachable(f"{peer}: {exc!r}") from None
         if response.status_code != 200:
             raise PeerUnreachable(f"{peer} answered {response.status_code}")
-        return decode(response.content)
+        return response
 
     async def send_snapshot(
         self, peer: str, path: Path, index: int, term: int, leader_term: int, rpc: int

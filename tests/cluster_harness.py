@@ -78,15 +78,31 @@ class ClusterProcesses:
     def isolate(self, node_id: str) -> None:
         self.cut(node_id, [n for n in self.nodes if n != node_id])
 
+    def lossy(self, drop: float, duplicate: float, delay: float) -> None:
+        """Every node's outgoing replication traffic becomes unreliable."""
+        for node_id in self.running():
+            self._faults(node_id, [], [], drop_rate=drop, duplicate_rate=duplicate,
+                         max_delay=delay)  # fmt: skip
+
+    def split(self, groups: list[list[str]]) -> None:
+        """Only nodes in the same group can talk (replaces earlier cuts)."""
+        for group in groups:
+            others = [n for n in self.nodes if n not in group]
+            for node_id in group:
+                if node_id in self.running():
+                    self._faults(node_id, others, others)
+
     def heal(self) -> None:
         for node_id in self.running():
             self._faults(node_id, [], [])
 
-    def _faults(self, node_id: str, drop_to: list[str], drop_from: list[str]) -> None:
+    def _faults(
+        self, node_id: str, drop_to: list[str], drop_from: list[str], **rates: float
+    ) -> None:
         response = httpx.post(
             self.nodes[node_id].url + "/_cluster/faults",
             headers=SECRET_HEADER,
-            json={"drop_to": drop_to, "drop_from": drop_from},
+            json={"drop_to": drop_to, "drop_from": drop_from, **rates},
             timeout=10,
         )
         response.raise_for_status()

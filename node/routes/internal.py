@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from node.deps import EngineDep
 from node.engine import Engine
@@ -98,12 +98,22 @@ async def read_index(request: Request, engine: EngineDep) -> dict[str, int]:
 class Faults(BaseModel):
     drop_to: list[str] = []
     drop_from: list[str] = []
+    drop_rate: float = Field(0.0, ge=0, le=1)
+    duplicate_rate: float = Field(0.0, ge=0, le=1)
+    max_delay: float = Field(0.0, ge=0, le=10)
 
 
 @router.get("/faults")
 def get_faults(request: Request, engine: EngineDep) -> dict[str, Any]:
     _guard(request, engine, None)
-    return {"drop_to": sorted(engine.faults.drop_to), "drop_from": sorted(engine.faults.drop_from)}
+    return _describe(engine)
+
+
+def _describe(engine: Engine) -> dict[str, Any]:
+    faults = engine.faults
+    return {"drop_to": sorted(faults.drop_to), "drop_from": sorted(faults.drop_from),
+            "drop_rate": faults.drop_rate, "duplicate_rate": faults.duplicate_rate,
+            "max_delay": faults.max_delay}  # fmt: skip
 
 
 @router.post("/faults")
@@ -112,6 +122,8 @@ def set_faults(request: Request, engine: EngineDep, body: Faults) -> dict[str, A
     _guard(request, engine, None)
     if not engine.settings.fault_injection:
         raise NotFound("fault injection is off on this node")
-    engine.faults.drop_to = set(body.drop_to)
-    engine.faults.drop_from = set(body.drop_from)
-    return {"drop_to": sorted(engine.faults.drop_to), "drop_from": sorted(engine.faults.drop_from)}
+    faults = engine.faults
+    faults.drop_to, faults.drop_from = set(body.drop_to), set(body.drop_from)
+    faults.drop_rate, faults.duplicate_rate = body.drop_rate, body.duplicate_rate
+    faults.max_delay = body.max_delay
+    return _describe(engine)

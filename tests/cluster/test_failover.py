@@ -133,6 +133,38 @@ def test_isolated_follower_catches_up(make_cluster: Make) -> None:
     run_drill(cluster, fault, seed=5)
 
 
+def test_lossy_network(make_cluster: Make) -> None:
+    cluster = make_cluster(3)
+
+    def fault() -> float:
+        moment = time.monotonic()
+        cluster.lossy(drop=0.2, duplicate=0.2, delay=0.05)
+        time.sleep(6.0)
+        cluster.heal()
+        return moment
+
+    result = run_drill(cluster, fault, seed=7)
+    assert result["counts"].get("write-ok", 0) > 10  # type: ignore[union-attr]
+
+
+def test_flapping_partitions(make_cluster: Make) -> None:
+    cluster = make_cluster(3)
+    rng = random.Random(8)
+
+    def fault() -> float:
+        moment = time.monotonic()
+        for _ in range(4):
+            nodes = list(cluster.nodes)
+            rng.shuffle(nodes)
+            cut = rng.randint(1, 2)
+            cluster.split([nodes[:cut], nodes[cut:]])
+            time.sleep(rng.uniform(1.5, 3.0))
+        cluster.heal()
+        return moment
+
+    run_drill(cluster, fault, seed=8, settle=3.0)
+
+
 def test_all_down_then_all_up(make_cluster: Make) -> None:
     cluster = make_cluster(3)
 
