@@ -129,11 +129,29 @@ def serve(settings: Settings) -> int:
     return 0 if server.started else 1
 
 
+def _cluster_parser(commands: Any) -> None:
+    cluster = commands.add_parser("cluster", help="run several nodes locally")
+    actions = cluster.add_subparsers(dest="action", required=True)
+    up = actions.add_parser("up", help="start a local cluster of processes on loopback")
+    up.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
+    up.add_argument("--base-port", type=int, default=7701, help="port of n1; n2 gets the next")
+    up.add_argument("--data", default="./data", help="one directory per node under this one")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shoal", description="Shoal vector database")
     commands = parser.add_subparsers(dest="command", required=True)
     _serve_parser(commands)
+    _cluster_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "cluster":
+        from pathlib import Path
+
+        from node.local_cluster import cluster_up
+
+        if not 1 <= args.nodes <= 9:
+            parser.error("--nodes must be between 1 and 9")
+        return cluster_up(args.nodes, args.base_port, Path(args.data))
     if args.command == "serve":
         try:
             settings = _settings(args)
