@@ -13,7 +13,7 @@ import numpy as np
 
 from indexes import kernels
 from indexes.base import BoolArray, FloatArray, IdArray, query_matrix
-from indexes.metrics import Metric, finalize, inverse_norms, ranking_scores
+from indexes.metrics import Metric, finalize, ranking_scores
 from indexes.topk import top_k_rows
 from indexes.vector_store import VectorStore
 
@@ -22,6 +22,10 @@ from indexes.vector_store import VectorStore
 # kernel's threads costs milliseconds on a 2-core machine.
 _BLOCK_CELLS = 32 << 20
 _scratch = threading.local()
+# Up to this many queries at once are scanned on the calling thread
+# (kernels.scan_top_k); more go through one BLAS product.
+SCAN_BELOW = 4
+_MODES = {Metric.COSINE: kernels.SCALE, Metric.L2: kernels.SHIFT, Metric.DOT: kernels.DOT}
 
 
 def _scratch_block(rows: int, columns: int) -> FloatArray:
@@ -70,6 +74,7 @@ class BruteForceIndex:
             raise TypeError(f"brute_force search takes no parameters, got {sorted(params)}")
         queries = query_matrix(queries, self.store.dim)
         matrix, sqnorms = self.store.matrix(), self.store.sqnorms()
+        factor = self.store.inverse_norms() if self.metric is Metric.COSINE else sqnorms
         allowed = self._allowed(mask)
         m, n = len(queries), len(matrix)
         width = min(k, n)
@@ -81,13 +86,14 @@ class BruteForceIndex:
         if allowed is not None and np.count_nonzero(allowed) < n // 2:
             # Selective filters: score only the allowed rows.
             rows = np.flatnonzero(allowed)
-            matrix, sqnorms, allowed = matrix[rows], sqnorms[rows], None
+            matrix, sqnorms, factor = matrix[rows], sqnorms[rows], factor[rows]
+            allowed = None
         blocks = -(-m * max(1, len(matrix)) // _BLOCK_CELLS)
         block = -(-m // blocks)
         query_sq = np.einsum("ij,ij->i", queries, queries)
         for lo in range(0, m, block):
             hi = min(m, lo + block)
-            positions, best = self._select(queries[lo:hi], matrix, sqnorms, allowed, width)
+            positions, best = self._select(queries[lo:hi], matrix, sqnorms, factor, allowed, width)
             if rows is not None:
                 positions = np.where(positions >= 0, rows[np.maximum(positions, 0)], -1)
             got = positions.shape[1]
@@ -100,22 +106,31 @@ class BruteForceIndex:
         queries: FloatArray,
         matrix: FloatArray,
         sqnorms: FloatArray,
+        factor: FloatArray,
         allowed: BoolArray | None,
         k: int,
     ) -> tuple[IdArray, FloatArray]:
-        """Positions and surrogate scores of the k best rows for each query."""
+        """Positions and surrogate scores of the k best rows for each query.
+
+        ``factor`` is the per-row correction: inverse norms (cosine) or
+        squared norms (l2).
+        """
         if k > kernels.MAX_KERNEL_K:
             surrogate = ranking_scores(self.metric, matrix, sqnorms, queries)
             if allowed is not None:
                 surrogate[:, ~allowed] = -np.inf
             return top_k_rows(surrogate, k)
+        mode = _MODES[self.metric]
+        if len(queries) <= SCAN_BELOW:
+            ids = np.empty((len(queries), k), dtype=np.int64)
+            values = np.empty((len(queries), k), dtype=np.float32)
+            mask = allowed if allowed is not None else np.empty(0, dtype=np.bool_)
+            kernels.scan_top_k(matrix, queries, mode, factor, mask, allowed is not None, ids,
+                               values)  # fmt: skip
+            return ids, values
         dots = _scratch_block(len(queries), len(matrix))
         np.matmul(queries, matrix.T, out=dots)
-        if self.metric is Metric.COSINE:
-            return kernels.top_k_corrected(dots, kernels.SCALE, inverse_norms(sqnorms), allowed, k)
-        if self.metric is Metric.L2:
-            return kernels.top_k_corrected(dots, kernels.SHIFT, sqnorms, allowed, k)
-        return kernels.top_k_corrected(dots, kernels.DOT, sqnorms, allowed, k)
+        return kernels.top_k_corrected(dots, mode, factor, allowed, k)
 
     def search(
         self, query: FloatArray, k: int, mask: BoolArray | None = None, **params: Any

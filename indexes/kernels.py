@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numba
 import numpy as np
@@ -59,7 +60,7 @@ _RUN = 16
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _score(raw: float, mode: int, factor: np.ndarray, j: int) -> float:
+def _score(raw: Any, mode: int, factor: np.ndarray, j: int) -> Any:
     if mode == SCALE:
         return float(raw * factor[j])
     if mode == SHIFT:
@@ -151,6 +152,44 @@ def _select_serial(
 ) -> None:
     for i in range(dots.shape[0]):
         _select_row(dots[i], mode, factor, allowed, use_mask, out_ids[i], out_values[i])
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def scan_top_k(
+    matrix: np.ndarray,
+    queries: np.ndarray,
+    mode: int,
+    factor: np.ndarray,
+    allowed: np.ndarray,
+    use_mask: bool,
+    out_ids: np.ndarray,
+    out_values: np.ndarray,
+) -> None:
+    """Dot products, correction and top-k in one pass over the rows.
+
+    For a few queries at a time: no score buffer, and no BLAS threads to
+    contend with the other requests' threads; each call stays on one core.
+    """
+    k = out_ids.shape[1]
+    dim = matrix.shape[1]
+    for i in range(queries.shape[0]):
+        query = queries[i]
+        values = out_values[i]
+        ids = out_ids[i]
+        for slot in range(k):
+            values[slot] = -np.inf
+            ids[slot] = -1
+        threshold = -np.inf
+        for j in range(matrix.shape[0]):
+            if use_mask and not allowed[j]:
+                continue
+            product = np.float32(0.0)
+            for d in range(dim):
+                product += matrix[j, d] * query[d]
+            value = _score(product, mode, factor, j)
+            if value > threshold:
+                _insert(values, ids, value, j)
+                threshold = values[k - 1]
 
 
 def top_k_corrected(

@@ -24,6 +24,7 @@ class VectorStore:
         capacity = max(capacity, 16)
         self._data: FloatMatrix = np.zeros((capacity, dim), dtype=np.float32)
         self._sqnorms: FloatVector = np.zeros(capacity, dtype=np.float32)
+        self._inverse_norms: FloatVector = np.zeros(capacity, dtype=np.float32)
         self._live: BoolArray = np.zeros(capacity, dtype=np.bool_)
         self._size = 0
         self._live_count = 0
@@ -53,6 +54,9 @@ class VectorStore:
         data[: self._size] = self._data[: self._size]
         sqnorms = np.zeros(capacity, dtype=np.float32)
         sqnorms[: self._size] = self._sqnorms[: self._size]
+        inverse = np.zeros(capacity, dtype=np.float32)
+        inverse[: self._size] = self._inverse_norms[: self._size]
+        self._inverse_norms = inverse
         live = np.zeros(capacity, dtype=np.bool_)
         live[: self._size] = self._live[: self._size]
         # Readers holding the old arrays keep a consistent (older) view.
@@ -71,7 +75,11 @@ class VectorStore:
         distinct = np.unique(rows)
         self._live_count += int(len(distinct) - np.count_nonzero(self._live[distinct]))
         self._data[rows] = vectors
-        self._sqnorms[rows] = np.einsum("ij,ij->i", vectors, vectors)
+        squares = np.einsum("ij,ij->i", vectors, vectors)
+        self._sqnorms[rows] = squares
+        self._inverse_norms[rows] = np.divide(
+            1.0, np.sqrt(squares), out=np.zeros_like(squares), where=squares > 0
+        )
         self._live[rows] = True
         self._size = max(self._size, top)
 
@@ -82,6 +90,7 @@ class VectorStore:
         self._live[rows] = False
         self._data[rows] = 0.0
         self._sqnorms[rows] = 0.0
+        self._inverse_norms[rows] = 0.0
 
     def get(self, rows: IdArray) -> FloatMatrix:
         return self._data[np.asarray(rows, dtype=np.int64)].copy()
@@ -98,6 +107,10 @@ class VectorStore:
         """Squared norms for every row of :meth:`buffer`."""
         return self._sqnorms
 
+    def inverse_norms(self) -> FloatVector:
+        """1/|x| per row (0 for a zero or dead row), kept up to date on writes."""
+        return self._inverse_norms[: self._size]
+
     def sqnorms(self) -> FloatVector:
         return self._sqnorms[: self._size]
 
@@ -108,4 +121,7 @@ class VectorStore:
         return 0 <= row < self._size and bool(self._live[row])
 
     def nbytes(self) -> int:
-        return int(self._data.nbytes + self._sqnorms.nbytes + self._live.nbytes)
+        return int(
+            self._data.nbytes + self._sqnorms.nbytes + self._inverse_norms.nbytes
+            + self._live.nbytes
+        )  # fmt: skip

@@ -121,7 +121,10 @@ class RaftNode:
         self._read_ids = 0
         self._handed = applier.applied_index
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._apply_queue: queue.SimpleQueue[list[LogEntry] | None] = queue.SimpleQueue()
+        # (entries, indexes whose proposer waits for a result)
+        self._apply_queue: queue.SimpleQueue[tuple[list[LogEntry], set[int]] | None] = (
+            queue.SimpleQueue()
+        )
         self._apply_thread: threading.Thread | None = None
         self.applying_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -303,6 +306,11 @@ class RaftNode:
             ready = core.take_ready()
             if ready.save_term:
                 await asyncio.to_thread(self.stable.save, core.term, core.voted_for)
+            elif ready.messages:
+                # Requests may leave before our own log is synced (Raft 10.2.1):
+                # the core counts this node toward a majority only up to what
+                # it has synced, and every answer to a peer still waits below.
+                self._dispatch_requests(ready)
             if ready.sync_log:
                 if self.fsync is not FsyncPolicy.OFF:
                     started = time.perf_counter()
@@ -316,9 +324,13 @@ class RaftNode:
             if not core.has_ready():
                 break
 
-    def _dispatch(self, ready: Ready) -> None:
+    def _dispatch_requests(self, ready: Ready) -> None:
         for peer, message in ready.messages:
             self._spawn(self._call(peer, message))
+        ready.messages = []
+
+    def _dispatch(self, ready: Ready) -> None:
+        self._dispatch_requests(ready)
         for peer, rpc in ready.snapshots:
             self._spawn(self._send_snapshot(peer, rpc))
         for read_id, index in ready.reads:
@@ -364,21 +376,24 @@ class RaftNode:
         if commit <= self._handed:
             return
         entries = self.log_store.entries(self._handed + 1, commit)
+        wanted = {entry.index for entry in entries if entry.index in self._proposals}
         self._handed = commit
         self.stats.entries += len(entries)
-        self._apply_queue.put(entries)
+        self._apply_queue.put((entries, wanted))
 
     def _apply_forever(self) -> None:
         while True:
-            entries = self._apply_queue.get()
-            if entries is None:
+            item = self._apply_queue.get()
+            if item is None:
                 return
+            entries, wanted = item
             with self.applying_lock:
                 started = time.perf_counter()
                 outcomes = []
                 for entry in entries:
                     try:
-                        outcome = self.applier.apply(entry)
+                        # Views are built only for results someone waits for.
+                        outcome = self.applier.apply(entry, want_result=entry.index in wanted)
                     except Exception as exc:  # a bug: stop rather than diverge
                         assert self._loop is not None
                         self._loop.call_soon_threadsafe(

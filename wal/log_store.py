@@ -17,6 +17,7 @@ import logging
 import os
 import struct
 from array import array
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ SEGMENT_VERSION = 1
 HEADER = struct.Struct("<8sHHQQ")  # magic, version, flags, first_index, prev_term
 SUFFIX = ".wal"
 DEFAULT_SEGMENT_BYTES = 64 << 20
+DEFAULT_CACHE_BYTES = 64 << 20
 
 
 class CorruptLog(Exception):
@@ -81,9 +83,19 @@ def _segment_name(first_index: int) -> str:
 class FileLogStore:
     """Segmented, checksummed log of :class:`LogEntry` records."""
 
-    def __init__(self, directory: Path, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
         self.directory = directory
         self.segment_bytes = segment_bytes
+        # The newest entries, kept decoded: the leader sends them to every
+        # follower and the applier applies them, right after they are written.
+        self._cache: OrderedDict[int, tuple[LogEntry, int]] = OrderedDict()
+        self._cache_bytes = 0
+        self.cache_limit = cache_bytes
         self._segments: list[_Segment] = []
         self._dirty: set[int] = set()
         self._dir_dirty = False
@@ -215,6 +227,8 @@ class FileLogStore:
                 f"entries {lo}..{hi} are not all in the log "
                 f"({self.first_index()}..{self.last_index()})"
             )
+        if lo in self._cache and hi in self._cache:
+            return [self._cache[index][0] for index in range(lo, hi + 1)]
         result: list[LogEntry] = []
         index = lo
         while index <= hi:
@@ -272,6 +286,18 @@ class FileLogStore:
         segment.size += len(blob)
         self._dirty.add(segment.fd)
         self.bytes_written += len(blob)
+        for entry, encoded in batch:
+            self._cache[entry.index] = (entry, len(encoded))
+            self._cache_bytes += len(encoded)
+        while self._cache_bytes > self.cache_limit and len(self._cache) > 1:
+            _, (_, size) = self._cache.popitem(last=False)
+            self._cache_bytes -= size
+
+    def _forget_after(self, index: int) -> None:
+        """Drop cached entries after ``index`` (they were truncated)."""
+        while self._cache and next(reversed(self._cache)) > index:
+            _, (_, size) = self._cache.popitem(last=True)
+            self._cache_bytes -= size
 
     def sync(self) -> None:
         """Make everything appended so far durable."""
@@ -288,6 +314,7 @@ class FileLogStore:
             return
         if index < self.first_index() - 1:
             raise LogGap(f"cannot truncate after {index}: the log starts at {self.first_index()}")
+        self._forget_after(index)
         while len(self._segments) > 1 and self._segments[-1].first_index > index + 1:
             segment = self._segments.pop()
             os.close(segment.fd)
@@ -327,6 +354,8 @@ class FileLogStore:
             segment.path.unlink()
         self._segments.clear()
         self._dirty.clear()
+        self._cache.clear()
+        self._cache_bytes = 0
         self._new_segment(start_index, prev_term)
         self.sync()
 
