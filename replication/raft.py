@@ -78,6 +78,7 @@ class RaftConfig:
     election_timeout: tuple[float, float] = (1.0, 2.0)
     heartbeat_interval: float = 0.15
     rpc_timeout: float = 1.0
+    max_inflight: int = 4
     max_entries: int = 512
     max_bytes: int = 8 << 20
 
@@ -97,8 +98,10 @@ class Progress:
 
     next_index: int
     match_index: int = 0
-    inflight_rpc: int = 0
-    inflight_sent: float = 0.0
+    # Requests sent and not yet answered: rpc -> send time. Appends are
+    # pipelined (next_index moves on when a batch is sent); any rejection,
+    # loss or timeout empties this and restarts from what the follower holds.
+    inflight: dict[int, float] = field(default_factory=dict)
     last_sent: float = -1e9
     last_ack: float = 0.0  # when a response last arrived (check-quorum)
     acked_sent: float = -1e9  # send time of the newest request it answered
@@ -268,8 +271,8 @@ class RaftCore:
                 self._become_follower(self.term, None, now)
                 return
         for progress in self.progress.values():
-            if progress.inflight_rpc and now - progress.inflight_sent > self.config.rpc_timeout:
-                progress.inflight_rpc = 0  # treat as lost; it is re-sent below
+            if any(now - sent > self.config.rpc_timeout for sent in progress.inflight.values()):
+                self._restart_pipeline(progress)  # treat as lost; re-sent below
         self._broadcast(now, force=False)
 
     # ----------------------------------------------------------- proposals
@@ -294,21 +297,29 @@ class RaftCore:
             self._advance_commit(now)
 
     # -------------------------------------------------------- replication
+    @staticmethod
+    def _restart_pipeline(progress: Progress) -> None:
+        progress.inflight.clear()
+        progress.next_index = progress.match_index + 1
+
     def _broadcast(self, now: float, force: bool, fresh_only: bool = False) -> None:
         for peer, progress in self.progress.items():
-            if progress.inflight_rpc:
-                continue
+            if progress.needs_snapshot and progress.inflight:
+                continue  # one snapshot at a time
             has_new = progress.next_index <= self.log.last_index()
+            room = len(progress.inflight) < self.config.max_inflight
+            idle = not progress.inflight
             due = now - progress.last_sent >= self.config.heartbeat_interval
-            if force or has_new or (due and not fresh_only):
+            if (has_new and room) or (idle and (force or (due and not fresh_only))):
                 self._send_append(peer, progress, now)
 
     def _send_append(self, peer: str, progress: Progress, now: float) -> None:
         if progress.next_index < self.log.first_index():
             progress.needs_snapshot = True
-            progress.inflight_rpc = self._next_rpc()
-            progress.inflight_sent = progress.last_sent = now
-            self._ready.snapshots.append((peer, progress.inflight_rpc))
+            rpc = self._next_rpc()
+            progress.inflight = {rpc: now}
+            progress.last_sent = now
+            self._ready.snapshots.append((peer, rpc))
             return
         prev = progress.next_index - 1
         prev_term = self.log.term_at(prev)
@@ -322,7 +333,10 @@ class RaftCore:
                 entries = entries[:n]
                 break
         rpc = self._next_rpc()
-        progress.inflight_rpc, progress.inflight_sent, progress.last_sent = rpc, now, now
+        progress.inflight[rpc] = now
+        progress.last_sent = now
+        if entries:
+            progress.next_index = entries[-1].index + 1  # optimistic: pipeline the next batch
         self._send(
             peer,
             AppendRequest(
@@ -348,8 +362,8 @@ class RaftCore:
         the Ready it leaves behind is made durable)."""
         if isinstance(message, Unreachable):
             progress = self.progress.get(message.sender)
-            if progress is not None and progress.inflight_rpc == message.rpc:
-                progress.inflight_rpc = 0
+            if progress is not None and message.rpc in progress.inflight:
+                self._restart_pipeline(progress)
             return None
         stale_pre_vote = isinstance(message, VoteRequest) and message.pre_vote
         if message.term > self.term and not stale_pre_vote:
@@ -475,14 +489,15 @@ class RaftCore:
         progress = self.progress.get(response.sender)
         if self.role is not Role.LEADER or progress is None or response.term != self.term:
             return
-        if response.rpc != progress.inflight_rpc:
+        sent = progress.inflight.pop(response.rpc, None)
+        if sent is None:
             if response.success and response.match_index > progress.match_index:
                 progress.match_index = response.match_index  # a late but valid answer
                 progress.next_index = max(progress.next_index, response.match_index + 1)
+                self._advance_commit(now)
             return
-        progress.inflight_rpc = 0
         progress.last_ack = now
-        progress.acked_sent = progress.inflight_sent
+        progress.acked_sent = max(progress.acked_sent, sent)
         if response.success:
             progress.match_index = max(progress.match_index, response.match_index)
             progress.next_index = max(progress.next_index, progress.match_index + 1)
@@ -503,9 +518,13 @@ class RaftCore:
                 # The follower no longer holds entries it acknowledged: its disk
                 # lost a damaged tail. Start again from what it does hold.
                 progress.match_index = max(0, hint - 1)
+            progress.inflight.clear()  # later requests in the pipeline fail too
             progress.next_index = max(progress.match_index + 1, min(hint, progress.next_index - 1))
         self._release_reads()
-        if progress.next_index <= self.log.last_index() or not response.success:
+        if not response.success or (
+            progress.next_index <= self.log.last_index()
+            and len(progress.inflight) < self.config.max_inflight
+        ):
             self._send_append(response.sender, progress, now)
 
     def _on_snapshot(self, request: SnapshotRequest, now: float) -> SnapshotResponse:
@@ -521,7 +540,7 @@ class RaftCore:
         progress = self.progress.get(response.sender)
         if self.role is not Role.LEADER or progress is None or response.term != self.term:
             return
-        progress.inflight_rpc = 0
+        progress.inflight.clear()
         progress.needs_snapshot = False
         progress.last_ack = now
         progress.match_index = max(progress.match_index, response.match_index)
@@ -543,7 +562,7 @@ class RaftCore:
         self._release_reads()
         if self._reads:
             for peer, progress in self.progress.items():
-                if not progress.inflight_rpc:
+                if not progress.inflight:
                     self._send_append(peer, progress, now)
 
     def _release_pending_reads(self, now: float) -> None:
@@ -552,7 +571,7 @@ class RaftCore:
             for read in pending:
                 self._reads.append(_Read(read.read_id, self.commit_index, now))
             for peer, progress in self.progress.items():
-                if not progress.inflight_rpc:
+                if not progress.inflight:
                     self._send_append(peer, progress, now)
 
     def _release_reads(self) -> None:

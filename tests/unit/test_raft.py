@@ -76,7 +76,8 @@ def test_random_faults_keep_safety_and_recover(seed: int) -> None:
     )
     rng = random.Random(seed)
     for step in range(40):
-        cluster.propose(b"s%d-%d" % (seed, step))
+        for burst in range(rng.randint(1, 4)):  # bursts fill the append pipelines
+            cluster.propose(b"s%d-%d-%d" % (seed, step, burst))
         roll = rng.random()
         if roll < 0.15:
             ids = cluster.ids[:]
@@ -162,7 +163,8 @@ def leader_of_three(log: MemoryLogStore, term: int = 0) -> RaftCore:
 def ack(core: RaftCore, peer: str, match: int, now: float) -> None:
     from replication.messages import AppendResponse
 
-    rpc = core.progress[peer].inflight_rpc
+    inflight = core.progress[peer].inflight
+    rpc = max(inflight) if inflight else 0  # 0: a late answer
     core.receive(AppendResponse(core.term, peer, True, match, rpc=rpc), now)
 
 
@@ -246,7 +248,7 @@ def test_leader_resends_to_a_follower_that_lost_its_tail() -> None:
     core.take_ready()
     # n2 restarts having cut its last two entries; it rejects the next append
     core._send_append("n2", core.progress["n2"], 6.2)  # noqa: SLF001 - force one out
-    rpc = core.progress["n2"].inflight_rpc
+    rpc = max(core.progress["n2"].inflight)
     core.receive(AppendResponse(core.term, "n2", False, 4, conflict_index=5, rpc=rpc), 6.3)
     assert core.progress["n2"].match_index == 4
     sent = [m for peer, m in core.take_ready().messages if peer == "n2"]
