@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from node import body
-from node.embeddings import EmbeddingRegistry, default_registry
+from node.embeddings import EmbeddingRegistry, build_registry
 from node.engine import DataDirInUse, Engine
 from node.metrics import NodeMetrics
 from node.middleware import NodeMiddleware
@@ -40,6 +40,7 @@ def create_app(settings: Settings, embedders: EmbeddingRegistry | None = None) -
             yield
         finally:
             await engine.stop()
+            registry.close()
 
     app = FastAPI(
         title="Shoal",
@@ -50,7 +51,10 @@ def create_app(settings: Settings, embedders: EmbeddingRegistry | None = None) -
     metrics = NodeMetrics(engine)
     app.state.engine = engine
     app.state.metrics = metrics
-    app.state.service = Service(engine, embedders or default_registry())
+    registry = embedders or build_registry(
+        settings.cohere_api_key, settings.cohere_embed_model, settings.cohere_base_url
+    )
+    app.state.service = Service(engine, registry)
     install_error_handlers(app)
     body.document(app)
     for module in (libraries, documents, chunks, query, system, internal):

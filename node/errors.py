@@ -133,6 +133,11 @@ class FollowerBehind(Unavailable):
     title = "This node has not caught up to the requested index"
 
 
+class EmbeddingUnavailable(Unavailable):
+    slug = "embedding-unavailable"
+    title = "The embedding provider is not answering"
+
+
 class StorageFailure(Unavailable):
     slug = "storage-failure"
     title = "The node could not make the write durable"

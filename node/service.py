@@ -23,11 +23,18 @@ import indexes
 from node import commands as cmd
 from node import filters, models
 from node.chunking import chunk_text
-from node.embeddings import EmbeddingRegistry, UnknownModel
+from node.embeddings import (
+    EmbeddingProvider,
+    EmbeddingRegistry,
+    InputType,
+    ProviderFailed,
+    UnknownModel,
+)
 from node.engine import Engine
 from node.errors import (
     APPLY_ERRORS,
     Conflict,
+    EmbeddingUnavailable,
     InvalidFilter,
     InvalidRequest,
     NoLeader,
@@ -256,7 +263,7 @@ class Service:
             dim = supplied.shape[1]
         if missing:
             provider = self.embedders.get(info.embedding_model)
-            embedded = provider.embed([chunks[n].text for n in missing], dim, "search_document")
+            embedded = _embed(provider, [chunks[n].text for n in missing], dim, "search_document")
             check_dimension(embedded.shape[1], dim, f"the {provider.model} embedding", info.id)
             dim = embedded.shape[1]
         matrix = np.empty((len(chunks), dim or 0), dtype=np.float32)
@@ -427,7 +434,7 @@ class Service:
             if not body.text.strip():
                 raise InvalidRequest("text is empty and there is no embedding to keep")
             provider = self.embedders.get(library.info.embedding_model)
-            matrix = provider.embed([body.text], library.info.dimension, "search_document")
+            matrix = _embed(provider, [body.text], library.info.dimension, "search_document")
         if matrix is None:
             return changes, None
         if library.info.metric == "cosine":
@@ -468,7 +475,7 @@ class Service:
             if info.dimension is None:
                 return None
             provider = self.embedders.get(info.embedding_model)
-            vector = provider.embed([body.query_text or ""], info.dimension, "search_query")
+            vector = _embed(provider, [body.query_text or ""], info.dimension, "search_query")
         if info.metric == "cosine":
             reject_zero_vectors(vector, ["query_embedding"])
         query: npt.NDArray[np.float32] = vector[0]
@@ -528,3 +535,15 @@ class Service:
             record = library.documents[chunk.document_id]
             hit["document"] = {"id": record.id, "metadata": views.document_metadata(record)}
         return hit
+
+
+def _embed(
+    provider: EmbeddingProvider, texts: list[str], dimension: int | None, input_type: InputType
+) -> npt.NDArray[np.float32]:
+    try:
+        return provider.embed(texts, dimension, input_type)
+    except ProviderFailed as exc:
+        raise EmbeddingUnavailable(
+            f"the {provider.model} embedding provider failed ({exc}); nothing was written, "
+            "try again later"
+        ) from None

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from replication.interfaces import FsyncPolicy
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SHOAL_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="SHOAL_", extra="forbid", populate_by_name=True)
 
     node_id: str = Field("n1", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     host: str = "127.0.0.1"
@@ -34,8 +34,19 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(0.15, ge=0.01, le=10.0)
     # Lets tests cut links through /_cluster/faults. Never in production.
     fault_injection: bool = False
+    # Cohere: used for embeddings when a key is set (the plain COHERE_API_KEY
+    # variable works too); the base URL is for proxies and tests.
+    cohere_api_key: str | None = Field(
+        None, validation_alias=AliasChoices("SHOAL_COHERE_API_KEY", "COHERE_API_KEY")
+    )
+    cohere_base_url: str | None = None
+    cohere_embed_model: str = "embed-english-v3.0"
+    # Temporal: where /ask starts its workflows (none: /ask answers 503).
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "shoal-ask"
 
-    @field_validator("api_key", "cluster_secret")
+    @field_validator("api_key", "cluster_secret", "cohere_api_key", "temporal_address")
     @classmethod
     def _blank_means_none(cls, value: str | None) -> str | None:
         return value or None
