@@ -15,7 +15,8 @@ from node.engine import DataDirInUse, Engine
 from node.metrics import NodeMetrics
 from node.middleware import NodeMiddleware
 from node.problems import install_error_handlers
-from node.routes import chunks, documents, internal, libraries, query, system
+from node.questions import Questions
+from node.routes import ask, chunks, documents, internal, libraries, query, system
 from node.service import Service
 from node.settings import Settings
 from wal import CorruptLog, CorruptSnapshot, CorruptStableState
@@ -57,7 +58,8 @@ def create_app(settings: Settings, embedders: EmbeddingRegistry | None = None) -
     app.state.service = Service(engine, registry)
     install_error_handlers(app)
     body.document(app)
-    for module in (libraries, documents, chunks, query, system, internal):
+    app.state.questions = Questions(settings)
+    for module in (libraries, documents, chunks, query, ask, system, internal):
         app.include_router(module.router)
     app.add_middleware(
         NodeMiddleware,

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from node import cli_questions
 from node.settings import Settings
 
 # flag name -> Settings field; only flags given on the command line override
@@ -38,6 +39,7 @@ SERVE_FLAGS: dict[str, str] = {
     "cluster_secret": "cluster_secret",
     "election_timeout": "election_timeout",
     "heartbeat_interval": "heartbeat_interval",
+    "temporal_address": "temporal_address",
 }
 
 
@@ -77,6 +79,10 @@ def _serve_parser(commands: Any) -> None:
         type=float,
         help="seconds without a leader before an election (randomised up to twice this) "
         "[SHOAL_ELECTION_TIMEOUT, default 1.0]",
+    )
+    serve.add_argument(
+        "--temporal-address",
+        help="Temporal server for questions (/ask) [SHOAL_TEMPORAL_ADDRESS]",
     )
     serve.add_argument(
         "--heartbeat-interval", type=float, help="seconds between leader heartbeats [default 0.15]"
@@ -143,7 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     _serve_parser(commands)
     _cluster_parser(commands)
+    cli_questions.add_parsers(commands)
     args = parser.parse_args(argv)
+    if args.command == "worker":
+        return cli_questions.run_worker(args)
+    if args.command == "ask":
+        return cli_questions.run_ask(args)
     if args.command == "cluster":
         from pathlib import Path
 

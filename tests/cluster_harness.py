@@ -18,7 +18,14 @@ SECRET_HEADER = {"X-Shoal-Cluster-Secret": SECRET}
 
 
 class ClusterProcesses:
-    def __init__(self, root: Path, size: int = 3, *extra: str, election_timeout: float = 1.0):
+    def __init__(
+        self,
+        root: Path,
+        size: int = 3,
+        *extra: str,
+        election_timeout: float = 1.0,
+        env: dict[str, str] | None = None,
+    ):
         self.root = root
         ports = {f"n{i + 1}": free_port() for i in range(size)}
         self.peers = ",".join(f"{node}=http://127.0.0.1:{port}" for node, port in ports.items())
@@ -27,7 +34,7 @@ class ClusterProcesses:
             node = NodeProcess(
                 root / node_id, "--peers", self.peers, *extra, node_id=node_id,
                 env={"SHOAL_CLUSTER_SECRET": SECRET, "SHOAL_FAULT_INJECTION": "1",
-                     "SHOAL_ELECTION_TIMEOUT": str(election_timeout)},
+                     "SHOAL_ELECTION_TIMEOUT": str(election_timeout), **(env or {})},
             )  # fmt: skip
             node.port = port
             self.nodes[node_id] = node

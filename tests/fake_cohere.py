@@ -9,6 +9,7 @@ scores count shared words, chat answers from the best document and cites it.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -93,7 +94,7 @@ class FakeCohere:
             if failure:
                 return failure
             if self.chat_delay:
-                time.sleep(self.chat_delay)  # a slow model; blocks like one
+                await asyncio.sleep(self.chat_delay)  # a slow model
             documents = body.get("documents") or []
             question = body["messages"][-1]["content"]
             best = max(documents, key=lambda d: len(words(question) & words(d["data"]["text"])),
