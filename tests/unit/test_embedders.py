@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,3 +104,19 @@ def test_minilm_gives_real_sentence_embeddings() -> None:
     )
     assert vectors.shape == (3, 384)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+@pytest.mark.skipif(
+    not minilm.available() or not (SHARED / "minilm-20k.npy").exists(),
+    reason="needs the minilm extra and the shared MiniLM vectors",
+)
+def test_minilm_reproduces_the_reference_vectors() -> None:
+    lines = (SHARED / "minilm-20k.jsonl").read_text().splitlines()[:3]
+    texts = [json.loads(line)["text"] for line in lines]
+    reference = np.load(SHARED / "minilm-20k.npy")[:3].astype(np.float32)
+    reference /= np.linalg.norm(reference, axis=1, keepdims=True)
+    vectors = minilm.MiniLMEmbedder().embed(texts, None, "search_document")
+    assert np.all(np.einsum("ij,ij->i", vectors, reference) > 0.999)
