@@ -114,9 +114,13 @@ SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
     reason="needs the minilm extra and the shared MiniLM vectors",
 )
 def test_minilm_reproduces_the_reference_vectors() -> None:
-    lines = (SHARED / "minilm-20k.jsonl").read_text().splitlines()[:3]
-    texts = [json.loads(line)["text"] for line in lines]
-    reference = np.load(SHARED / "minilm-20k.npy")[:3].astype(np.float32)
+    """Each of 50 passages finds its own reference vector nearest among 2,000
+    (most match to 1e-6; a few stored texts differ slightly from what was
+    embedded)."""
+    lines = (SHARED / "minilm-20k.jsonl").read_text().splitlines()[:2000]
+    texts = [json.loads(line)["text"] for line in lines[:50]]
+    reference = np.load(SHARED / "minilm-20k.npy")[:2000].astype(np.float32)
     reference /= np.linalg.norm(reference, axis=1, keepdims=True)
     vectors = minilm.MiniLMEmbedder().embed(texts, None, "search_document")
-    assert np.all(np.einsum("ij,ij->i", vectors, reference) > 0.999)
+    assert np.array_equal((vectors @ reference.T).argmax(axis=1), np.arange(50))
+    assert np.median(np.einsum("ij,ij->i", vectors, reference[:50])) > 0.9999
