@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from node import cli_questions
+from node import cli_client, cli_questions
 from node.settings import Settings
 
 # flag name -> Settings field; only flags given on the command line override
@@ -150,7 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _serve_parser(commands)
     _cluster_parser(commands)
     cli_questions.add_parsers(commands)
+    cli_client.add_parsers(commands)
     args = parser.parse_args(argv)
+    if args.command in ("status", "import", "query"):
+        return cli_client.run(args)
     if args.command == "worker":
         return cli_questions.run_worker(args)
     if args.command == "ask":

@@ -1,0 +1,173 @@
+"""The client's decisions, without I/O: shared by the sync and async clients.
+
+- Writes go to the leader. The leader is learned from ``/cluster`` or from a
+  307's ``Location``; a refused connection or "no leader" answer makes the
+  client look again, with backoff.
+- Every logical write gets one ``Idempotency-Key`` for all its attempts, so
+  a retry across a failover is applied once.
+- Reads go round-robin to the followers (the leader when there are none) and
+  carry ``X-Shoal-Min-Index`` with the highest index this client has written,
+  so a client always reads its own writes.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from shoal_client._errors import ConnectionFailed, ShoalError, error_for
+
+RETRY_TYPES = ("no-leader", "outcome-unknown", "write-not-applied", "storage-failure",
+               "unavailable", "follower-behind", "embedding-unavailable")  # fmt: skip
+
+
+@dataclass
+class Call:
+    """One logical request, however many attempts it takes."""
+
+    method: str
+    path: str
+    json: Any = None
+    params: dict[str, Any] | None = None
+    write: bool = False
+    key: str | None = None
+    content: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.write and self.key is None:
+            self.key = str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class Send:
+    node: str
+    method: str
+    url: str
+    headers: dict[str, str]
+    json: Any
+    params: dict[str, Any] | None
+    content: bytes | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    done: bool = False
+    delay: float = 0.0
+    error: ShoalError | None = None
+
+
+@dataclass
+class ClusterState:
+    nodes: list[str]
+    api_key: str | None = None
+    max_attempts: int = 20
+    leader: str | None = None
+    last_index: int = 0
+    _turn: int = 0
+    _down: set[str] = field(default_factory=set)
+    # node id -> the URL this client reached it by. Nodes advertise the URLs
+    # their peers use (inside a container network, say); the ones the user
+    # gave are preferred for any node they identify.
+    reached: dict[str, str] = field(default_factory=dict)
+    rng: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def from_urls(
+        cls, urls: str | list[str], api_key: str | None, max_attempts: int
+    ) -> ClusterState:
+        given = [urls] if isinstance(urls, str) else list(urls)
+        nodes = [url.rstrip("/") for url in given if url]
+        if not nodes:
+            raise ValueError("give at least one node URL")
+        return cls(nodes=nodes, api_key=api_key, max_attempts=max_attempts)
+
+    # ------------------------------------------------------------ planning
+    def discovery_targets(self) -> list[str]:
+        return [n for n in self.nodes if n not in self._down] + [n for n in self.nodes
+                                                                  if n in self._down]  # fmt: skip
+
+    def learn(self, view: dict[str, Any], reached_at: str | None = None) -> None:
+        """Take what a node's ``/cluster`` says about the leader and the nodes."""
+        if reached_at is not None and view.get("node_id"):
+            self.reached[str(view["node_id"])] = reached_at
+        advertised = {str(view.get("node_id")): view.get("url")}
+        advertised |= {str(peer.get("id")): peer.get("url") for peer in view.get("peers", [])}
+        for node_id, url in advertised.items():
+            known = self.reached.get(node_id) or (url.rstrip("/") if url else None)
+            if known and known not in self.nodes:
+                self.nodes.append(known)
+        self.leader = self.url_of(view.get("leader_id"), view.get("leader_url"))
+
+    def url_of(self, node_id: str | None, advertised: str | None) -> str | None:
+        if node_id and node_id in self.reached:
+            return self.reached[node_id]
+        return advertised.rstrip("/") if advertised else None
+
+    def plan(self, call: Call) -> Send | None:
+        """Where to send the next attempt; None when the leader must be found first."""
+        if call.write:
+            if self.leader is None:
+                return None
+            node = self.leader
+        else:
+            node = self._reader()
+        headers = {}
+        if self.api_key:
+            headers["X-API-Key"] = self.api_key
+        if call.key:
+            headers["Idempotency-Key"] = call.key
+        if not call.write and self.last_index:
+            headers["X-Shoal-Min-Index"] = str(self.last_index)
+        return Send(node, call.method, node + call.path, headers, call.json, call.params,
+                    call.content)  # fmt: skip
+
+    def _reader(self) -> str:
+        followers = [n for n in self.nodes if n != self.leader and n not in self._down]
+        pool = followers or [n for n in self.nodes if n not in self._down] or self.nodes
+        self._turn += 1
+        return pool[self._turn % len(pool)]
+
+    @staticmethod
+    def backoff(attempt: int) -> float:
+        return float(min(2.0, 0.05 * 2**attempt))
+
+    # ------------------------------------------------------------ outcomes
+    def after_failure(self, send: Send, call: Call, attempt: int, exc: Exception) -> Decision:
+        """The connection failed: the node may be down, or restarting."""
+        self._down.add(send.node)
+        if send.node == self.leader:
+            self.leader = None
+        if attempt + 1 >= self.max_attempts:
+            return Decision(error=ConnectionFailed(f"no node answered {call.method} {call.path}: "
+                                                   f"{exc!r}"))  # fmt: skip
+        return Decision(delay=self.backoff(attempt) if call.write else 0.0)
+
+    def after_response(self, send: Send, call: Call, attempt: int, status: int,
+                       headers: dict[str, str], body: Any) -> Decision:  # fmt: skip
+        self._down.discard(send.node)
+        if status == 307:
+            location = headers.get("location")
+            leader_id = body.get("leader_id") if isinstance(body, dict) else None
+            if location:
+                parts = urlsplit(location)
+                self.leader = self.url_of(leader_id, f"{parts.scheme}://{parts.netloc}")
+            return Decision()
+        if status < 400:
+            if call.write and "x-shoal-index" in headers:
+                self.last_index = max(self.last_index, int(headers["x-shoal-index"]))
+            return Decision(done=True)
+        problem = body if isinstance(body, dict) else {"detail": str(body)}
+        error = error_for(status, problem)
+        kind = error.type.rsplit("/", 1)[-1]
+        retryable = status >= 500 and (kind in RETRY_TYPES or not kind)
+        if not retryable or attempt + 1 >= self.max_attempts:
+            return Decision(error=error)
+        if kind == "follower-behind" or (not call.write and kind != "no-leader"):
+            self._down.add(send.node)  # read elsewhere next
+            return Decision()
+        if kind in ("no-leader", "storage-failure", "unavailable"):
+            self.leader = None
+        return Decision(delay=self.backoff(attempt))

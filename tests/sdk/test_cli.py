@@ -1,0 +1,59 @@
+"""`shoal status`, `shoal import` and `shoal query` against a real cluster."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.cluster_harness import ClusterProcesses
+from tests.harness import REPO
+
+pytestmark = pytest.mark.cluster
+
+
+def shoal(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "node.cli", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_status_import_query(make_cluster: Callable[..., ClusterProcesses], tmp_path: Path) -> None:
+    cluster = make_cluster(3)
+    urls = ",".join(node.url for node in cluster.nodes.values())
+    table = shoal("status", "--url", urls)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["NODE", "ROLE", "TERM"] and len(lines) == 4
+    assert sum(" leader " in line for line in lines) == 1
+
+    from shoal_client import Client
+
+    with Client(urls.split(",")) as client:
+        library = client.create_library("imported")
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "whales.txt").write_text("Blue whales are the largest animals ever known.")
+    (folder / "bees.md").write_text("Honey bees dance to tell the hive where flowers are.")
+    (folder / "ignored.bin").write_bytes(b"\0\1")
+    loaded = shoal("import", str(folder), "--library", library.id, "--url", urls)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "2/2 documents" in loaded.stderr
+    jsonl = tmp_path / "more.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"text": f"Fact {n}: octopuses have {n} arms.",
+                                           "metadata": {"title": f"fact-{n}"}})
+                               for n in range(5)) + "\n")  # fmt: skip
+    assert shoal("import", str(jsonl), "--library", library.id, "--url", urls).returncode == 0
+    # importing the same file again adds nothing
+    assert shoal("import", str(jsonl), "--library", library.id, "--url", urls).returncode == 0
+    with Client(urls.split(",")) as client:
+        assert client.get_library(library.id).document_count == 7
+    found = shoal("query", "largest animals", "--library", library.id, "--url", urls, "-k", "1")
+    assert found.returncode == 0 and "Blue whales" in found.stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"title": "no text"}\n')
+    refused = shoal("import", str(bad), "--library", library.id, "--url", urls)
+    assert refused.returncode == 1 and "needs 'text' or 'chunks'" in refused.stderr
