@@ -99,9 +99,19 @@ class ClusterProcesses:
                 if node_id in self.running():
                     self._faults(node_id, others, others)
 
-    def heal(self) -> None:
+    def heal(self, timeout: float = 30.0) -> None:
+        """Clear every running node's faults, waiting for a node restarted
+        moments ago to listen."""
         for node_id in self.running():
-            self._faults(node_id, [], [])
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    self._faults(node_id, [], [])
+                    break
+                except httpx.ConnectError:
+                    if time.monotonic() > deadline or node_id not in self.running():
+                        raise
+                    time.sleep(0.1)
 
     def _faults(
         self, node_id: str, drop_to: list[str], drop_from: list[str], **rates: float
