@@ -56,8 +56,10 @@ class AsyncClient:
             except (httpx.HTTPError, ValueError):
                 continue
             state.learn(view, node)
-            if state.leader:
+            if state.leader_reachable():
                 return
+        if state.leader:  # known only by the URL it advertises: try that
+            return
         await asyncio.sleep(state.backoff(attempt))
 
     async def _send(self, call: Call) -> httpx.Response:

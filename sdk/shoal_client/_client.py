@@ -60,8 +60,10 @@ class Client:
             except (httpx.HTTPError, ValueError):
                 continue
             state.learn(view, node)
-            if state.leader:
+            if state.leader_reachable():
                 return
+        if state.leader:  # known only by the URL it advertises: try that
+            return
         time.sleep(state.backoff(attempt))
 
     def _send(self, call: Call) -> httpx.Response:

@@ -61,7 +61,7 @@ class Decision:
 
 @dataclass
 class ClusterState:
-    nodes: list[str]
+    given: list[str]
     api_key: str | None = None
     max_attempts: int = 20
     leader: str | None = None
@@ -72,6 +72,7 @@ class ClusterState:
     # their peers use (inside a container network, say); the ones the user
     # gave are preferred for any node they identify.
     reached: dict[str, str] = field(default_factory=dict)
+    advertised: dict[str, str] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
 
     @classmethod
@@ -82,23 +83,40 @@ class ClusterState:
         nodes = [url.rstrip("/") for url in given if url]
         if not nodes:
             raise ValueError("give at least one node URL")
-        return cls(nodes=nodes, api_key=api_key, max_attempts=max_attempts)
+        return cls(given=nodes, api_key=api_key, max_attempts=max_attempts)
+
+    @property
+    def nodes(self) -> list[str]:
+        """One URL per node. A node the client has reached is known by the URL
+        it used; one it only heard of, by the URL it advertises, but only once
+        every given URL that answers is identified (until then, that node may be
+        one of them)."""
+        known = set(self.reached.values())
+        unidentified = [url for url in self.given if url not in known]
+        heard_of = [] if set(unidentified) - self._down else [
+            url for node_id, url in sorted(self.advertised.items()) if node_id not in self.reached
+        ]  # fmt: skip
+        return unidentified + [url for _, url in sorted(self.reached.items())] + heard_of
 
     # ------------------------------------------------------------ planning
     def discovery_targets(self) -> list[str]:
         return [n for n in self.nodes if n not in self._down] + [n for n in self.nodes
                                                                   if n in self._down]  # fmt: skip
 
+    def leader_reachable(self) -> bool:
+        """The leader is known by a URL this client has used: discovery may stop.
+        (Its advertised URL may be a name only the nodes can resolve.)"""
+        return self.leader is not None and self.leader in self.reached.values()
+
     def learn(self, view: dict[str, Any], reached_at: str | None = None) -> None:
         """Take what a node's ``/cluster`` says about the leader and the nodes."""
         if reached_at is not None and view.get("node_id"):
             self.reached[str(view["node_id"])] = reached_at
-        advertised = {str(view.get("node_id")): view.get("url")}
-        advertised |= {str(peer.get("id")): peer.get("url") for peer in view.get("peers", [])}
-        for node_id, url in advertised.items():
-            known = self.reached.get(node_id) or (url.rstrip("/") if url else None)
-            if known and known not in self.nodes:
-                self.nodes.append(known)
+        nodes = [(view.get("node_id"), view.get("url"))]
+        nodes += [(peer.get("id"), peer.get("url")) for peer in view.get("peers", [])]
+        for node_id, url in nodes:
+            if node_id and url:
+                self.advertised[str(node_id)] = str(url).rstrip("/")
         self.leader = self.url_of(view.get("leader_id"), view.get("leader_url"))
 
     def url_of(self, node_id: str | None, advertised: str | None) -> str | None:
@@ -148,6 +166,8 @@ class ClusterState:
     def after_response(self, send: Send, call: Call, attempt: int, status: int,
                        headers: dict[str, str], body: Any) -> Decision:  # fmt: skip
         self._down.discard(send.node)
+        if headers.get("x-shoal-node"):
+            self.reached[headers["x-shoal-node"]] = send.node
         if status == 307:
             location = headers.get("location")
             leader_id = body.get("leader_id") if isinstance(body, dict) else None

@@ -56,3 +56,42 @@ def test_problems_map_to_the_error_tree_and_retries() -> None:
                                                             "detail": "library l"})  # fmt: skip
     assert isinstance(missing.error, NotFound) and "library l" in str(missing.error)
     assert not isinstance(missing.error, NoLeader)
+
+
+def compose_view(node_id: str, leader_id: str) -> dict[str, object]:
+    """What a node in docker-compose.cluster.yml says: names only its peers resolve."""
+    others = [n for n in ("n1", "n2", "n3") if n != node_id]
+    return {"node_id": node_id, "url": f"http://{node_id}:7700",
+            "role": "leader" if node_id == leader_id else "follower",
+            "leader_id": leader_id, "leader_url": f"http://{leader_id}:7700",
+            "peers": [{"id": n, "url": f"http://{n}:7700"} for n in others]}  # fmt: skip
+
+
+def test_a_leader_named_by_an_internal_address_is_found_by_a_given_url() -> None:
+    given = ["http://localhost:7701", "http://localhost:7702", "http://localhost:7703"]
+    state = ClusterState.from_urls(given, None, 5)
+    state.learn(compose_view("n1", leader_id="n3"), "http://localhost:7701")
+    # the leader is known only as http://n3:7700, which the host cannot resolve
+    assert state.leader == "http://n3:7700" and not state.leader_reachable()
+    # so the client goes on asking the URLs it was given, never the internal names
+    assert "http://n3:7700" not in state.discovery_targets()
+    state.learn(compose_view("n2", leader_id="n3"), "http://localhost:7702")
+    assert not state.leader_reachable()
+    state.learn(compose_view("n3", leader_id="n3"), "http://localhost:7703")
+    assert state.leader_reachable() and state.leader == "http://localhost:7703"
+    assert state.nodes == given
+
+
+def test_a_single_url_learns_the_other_nodes_from_it() -> None:
+    state = ClusterState.from_urls("http://10.0.0.1:7700", None, 5)
+    state.learn({**compose_view("n1", leader_id="n1"), "url": "http://10.0.0.1:7700"},
+                "http://10.0.0.1:7700")  # fmt: skip
+    assert state.leader_reachable()
+    assert state.nodes == ["http://10.0.0.1:7700", "http://n2:7700", "http://n3:7700"]
+    # a read answered through an advertised URL identifies that node by it
+    read = Call("GET", "/libraries")
+    send = state.plan(read)
+    assert send is not None and send.node in ("http://n2:7700", "http://n3:7700")
+    node_id = send.node.removeprefix("http://").split(":")[0]
+    state.after_response(send, read, 0, 200, {"x-shoal-node": node_id}, None)
+    assert state.reached[node_id] == send.node
