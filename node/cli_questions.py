@@ -7,10 +7,10 @@ import asyncio
 import logging
 import os
 import sys
-import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    from shoal_client import Answer
 
 ENV_NODES = "SHOAL_NODES"
 
@@ -31,7 +31,8 @@ def add_parsers(commands: Any) -> None:
     ask = commands.add_parser("ask", help="ask a library a question and wait for the answer")
     ask.add_argument("question")
     ask.add_argument("--library", required=True, help="library id")
-    ask.add_argument("--url", default=os.environ.get("SHOAL_URL", "http://127.0.0.1:7700"))
+    ask.add_argument("--url", default=os.environ.get("SHOAL_URL", "http://127.0.0.1:7700"),
+                     help="node URLs, comma separated [SHOAL_URL]")  # fmt: skip
     ask.add_argument("--k", type=int, default=5, help="sources to answer from")
     ask.add_argument("--timeout", type=float, default=120.0)
 
@@ -56,41 +57,30 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_ask(args: argparse.Namespace) -> int:
-    headers = {"X-API-Key": os.environ["SHOAL_API_KEY"]} if os.environ.get("SHOAL_API_KEY") else {}
-    with httpx.Client(base_url=args.url, headers=headers, timeout=30,
-                      follow_redirects=True) as client:  # fmt: skip
-        started = client.post(f"/libraries/{args.library}/ask",
-                              json={"question": args.question, "k": args.k})  # fmt: skip
-        if started.status_code != 202:
-            print(f"shoal: {_detail(started)}", file=sys.stderr)  # noqa: T201
-            return 1
-        workflow_id = started.json()["workflow_id"]
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            view = client.get(f"/queries/{workflow_id}").json()
-            if view.get("status") != "running":
-                return _print_answer(view)
-            time.sleep(0.3)
-    print(f"shoal: no answer within {args.timeout:g}s (workflow {workflow_id})",  # noqa: T201
-          file=sys.stderr)  # fmt: skip
-    return 1
+    from shoal_client import Client, ShoalError
 
-
-def _detail(response: httpx.Response) -> str:
+    urls = [url.strip() for url in args.url.split(",") if url.strip()]
     try:
-        return str(response.json().get("detail", response.text))
-    except ValueError:
-        return response.text
-
-
-def _print_answer(view: dict[str, Any]) -> int:
-    if view.get("status") != "completed":
-        print(f"shoal: the question ended {view.get('status')}: {view.get('error', '')}",  # noqa: T201
+        with Client(urls, api_key=os.environ.get("SHOAL_API_KEY") or None) as client:
+            answer = client.ask(args.library, args.question, k=args.k, timeout=args.timeout)
+    except (ShoalError, ValueError) as exc:
+        print(f"shoal: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    if answer.status == "running":
+        print(f"shoal: no answer within {args.timeout:g}s (workflow {answer.workflow_id})",  # noqa: T201
               file=sys.stderr)  # fmt: skip
         return 1
-    label = " (extractive: quoted from the sources)" if view.get("mode") == "extractive" else ""
-    print(view["answer"] + label)  # noqa: T201
-    print(f"\nsources (retrieved from {view.get('served_by')}):")  # noqa: T201
-    for n, source in enumerate(view.get("sources", []), start=1):
-        print(f"  [{n}] {source['chunk_id']}  {source['text'][:100]!r}")  # noqa: T201
+    return _print_answer(answer)
+
+
+def _print_answer(answer: Answer) -> int:
+    if answer.status != "completed":
+        print(f"shoal: the question ended {answer.status}: {answer.error or ''}",  # noqa: T201
+              file=sys.stderr)  # fmt: skip
+        return 1
+    label = " (extractive: quoted from the sources)" if answer.mode == "extractive" else ""
+    print((answer.answer or "") + label)  # noqa: T201
+    print(f"\nsources (retrieved from {answer.served_by}):")  # noqa: T201
+    for n, source in enumerate(answer.sources, start=1):
+        print(f"  [{n}] {source.chunk_id}  {source.text[:100]!r}")  # noqa: T201
     return 0

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+from shoal_client import AsyncClient, Client, NotFound
 
 from temporal.routing import Target, route_order
 from tests.cluster_harness import ClusterProcesses
 from tests.fake_cohere import FakeCohere
+from tests.harness import REPO
 from tests.temporal.conftest import Worker
 
 pytestmark = pytest.mark.cluster
@@ -155,3 +160,34 @@ def test_asking_without_temporal_is_a_clear_503(tmp_path: Any) -> None:
             assert api.post("/libraries/nope/ask", json={"question": "hi"}).status_code == 404
     finally:
         node.stop()
+
+
+def test_sdk_and_cli_ask(question_setup: Setup) -> None:
+    cluster, _ = question_setup()
+    library_id = library_with_passages(cluster)
+    urls = [node.url for node in cluster.nodes.values()]
+    with Client(urls) as shoal:
+        answer = shoal.ask(library_id, "Where is Mount Everest?", k=2, timeout=60)
+        assert answer.status == "completed" and "Himalayas" in (answer.answer or "")
+        assert answer.sources and answer.served_by in cluster.followers()
+        with pytest.raises(NotFound, match="nope"):
+            shoal.ask("nope", "anything?")
+
+    async def ask_async() -> str:
+        async with AsyncClient(urls) as shoal:
+            view = await shoal.ask(library_id, "Does honey spoil?", k=2, timeout=60)
+            assert view.status == "completed", view
+            return view.answer or ""
+
+    assert "spoils" in asyncio.run(ask_async())
+
+    def shoal_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "node.cli", "ask", *args,
+                               "--url", ",".join(urls)], cwd=REPO, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+
+    printed = shoal_cli("How many hearts does an octopus have?", "--library", library_id)
+    assert printed.returncode == 0, printed.stderr
+    assert "three hearts" in printed.stdout and "sources (retrieved from n" in printed.stdout
+    refused = shoal_cli("anything?", "--library", "nope")
+    assert refused.returncode == 1 and "library nope does not exist" in refused.stderr
