@@ -82,6 +82,7 @@ def test_leader_kill_mid_stream_is_invisible_and_writes_once(make_cluster: Make)
         writer = threading.Thread(target=stream)
         writer.start()
         time.sleep(0.5)
+        assert writer.is_alive(), "the stream ended before the kill: make it longer"
         cluster.kill(cluster.leader())  # in the middle of the stream
         writer.join(120)
         assert not errors, errors
@@ -126,3 +127,24 @@ def test_async_client_matches_the_sync_one(make_cluster: Make) -> None:
                     "documents": len(listed)}  # fmt: skip
 
     assert asyncio.run(run_async()) == run_sync()
+
+
+def test_async_client_rides_through_a_leader_kill_too(make_cluster: Make) -> None:
+    cluster = make_cluster(3)
+    documents = [{"text": f"async document {n} on subject {n % 3}.",
+                  "metadata": {"title": f"adoc-{n}"}} for n in range(60)]  # fmt: skip
+
+    async def run() -> tuple[int, list[str]]:
+        async with AsyncClient(urls(cluster)) as shoal:
+            library = await shoal.create_library("async-stream")
+            upsert = asyncio.create_task(shoal.upsert_documents(library.id, documents, 2))
+            await asyncio.sleep(0.5)
+            assert not upsert.done(), "the stream ended before the kill: make it longer"
+            await asyncio.to_thread(lambda: cluster.kill(cluster.leader()))
+            added = await upsert
+            titles = [doc.metadata["title"] async for doc in shoal.list_documents(library.id)]
+            return len(added), titles
+
+    count, titles = asyncio.run(run())
+    assert count == 60
+    assert sorted(titles) == sorted(d["metadata"]["title"] for d in documents)

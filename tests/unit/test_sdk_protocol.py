@@ -95,3 +95,23 @@ def test_a_single_url_learns_the_other_nodes_from_it() -> None:
     node_id = send.node.removeprefix("http://").split(":")[0]
     state.after_response(send, read, 0, 200, {"x-shoal-node": node_id}, None)
     assert state.reached[node_id] == send.node
+
+
+def test_the_async_client_offers_every_method_of_the_sync_one() -> None:
+    import inspect
+
+    from shoal_client import AsyncClient, Client
+
+    def public(cls: type) -> dict[str, inspect.Signature]:
+        return {name: inspect.signature(member) for name, member in vars(cls).items()
+                if callable(member) and not name.startswith("_")}  # fmt: skip
+
+    sync, asynchronous = public(Client), public(AsyncClient)
+    assert set(sync) == set(asynchronous)
+    for name, signature in sync.items():
+        theirs = asynchronous[name]
+        assert list(signature.parameters) == list(theirs.parameters), name
+        for param in signature.parameters.values():
+            assert param.default == theirs.parameters[param.name].default, (name, param.name)
+        method = getattr(AsyncClient, name)
+        assert inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method), name
