@@ -2,6 +2,8 @@
 
 The node only starts and inspects workflows; ``shoal worker`` runs them. With
 no Temporal address configured, asking answers 503 and says what is missing.
+The Temporal SDK is imported on the first question, not at start: it is a
+fifth of a node's import time, and a restarting node should lead again fast.
 """
 
 from __future__ import annotations
@@ -10,15 +12,14 @@ import asyncio
 import dataclasses
 import re
 import uuid
-from typing import Any
-
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from typing import TYPE_CHECKING, Any
 
 from node.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from node.settings import Settings
 from temporal.models import WORKFLOW, AskInput, AskResult
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 WORKFLOW_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 CONNECT_SECONDS = 5.0
@@ -37,6 +38,9 @@ class Questions:
                 "questions need a Temporal server: start the node with --temporal-address "
                 "and run `shoal worker`"
             )
+        from temporalio.client import Client
+        from temporalio.service import RPCError
+
         async with self._lock:
             if self._client is None:
                 try:
@@ -52,6 +56,8 @@ class Questions:
     async def start(self, library_id: str, question: str, k: int, workflow_id: str | None) -> str:
         if workflow_id is not None and not WORKFLOW_ID.match(workflow_id):
             raise InvalidRequest("workflow_id may hold letters, digits and _ . : - (1 to 200)")
+        from temporalio.exceptions import WorkflowAlreadyStartedError
+
         client = await self._connect()
         workflow_id = workflow_id or f"ask-{uuid.uuid4()}"
         try:
@@ -64,6 +70,9 @@ class Questions:
         return workflow_id
 
     async def status(self, workflow_id: str) -> dict[str, Any]:
+        from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+        from temporalio.service import RPCError, RPCStatusCode
+
         client = await self._connect()
         handle = client.get_workflow_handle(workflow_id, result_type=AskResult)
         try:
@@ -90,6 +99,8 @@ class Questions:
         return view
 
     async def cancel(self, workflow_id: str) -> None:
+        from temporalio.service import RPCError, RPCStatusCode
+
         client = await self._connect()
         try:
             await client.get_workflow_handle(workflow_id).signal("cancel")
