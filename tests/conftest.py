@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.cluster_harness import ClusterProcesses
 from tests.harness import NodeProcess
 
 
@@ -24,6 +25,21 @@ def start_node(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
     yield start
     for node in started:
         node.kill()
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[Callable[..., ClusterProcesses]]:
+    """Start real clusters of node processes for one test; all stopped afterwards."""
+    made: list[ClusterProcesses] = []
+
+    def make(size: int = 3, *extra: str, **kw: float) -> ClusterProcesses:
+        cluster = ClusterProcesses(tmp_path / f"c{len(made)}", size, *extra, **kw)
+        made.append(cluster)
+        return cluster.start()
+
+    yield make
+    for cluster in made:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")
