@@ -75,6 +75,11 @@ class ClusterState:
     advertised: dict[str, str] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
 
+    def __post_init__(self) -> None:
+        # Short-lived clients (one CLI command, one request each) would all
+        # read from the same node if every client started its rotation at 0.
+        self._turn = self.rng.randrange(1 << 16)
+
     @classmethod
     def from_urls(
         cls, urls: str | list[str], api_key: str | None, max_attempts: int

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from shoal_client import NoLeader, NotFound, OutcomeUnknown
 from shoal_client._protocol import Call, ClusterState
 
@@ -115,3 +117,14 @@ def test_the_async_client_offers_every_method_of_the_sync_one() -> None:
             assert param.default == theirs.parameters[param.name].default, (name, param.name)
         method = getattr(AsyncClient, name)
         assert inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method), name
+
+
+def test_fresh_clients_spread_their_first_reads() -> None:
+    given = ["http://a", "http://b", "http://c"]
+    first = set()
+    for seed in range(30):
+        state = ClusterState(given=given, rng=random.Random(seed))
+        send = state.plan(Call("GET", "/libraries"))
+        assert send is not None
+        first.add(send.node)
+    assert first == set(given)
