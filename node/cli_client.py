@@ -39,13 +39,14 @@ def add_parsers(commands: Any) -> None:
     query.add_argument("--filters", help="a filter as JSON (see docs/api.md)")
 
 
-def _client(args: argparse.Namespace) -> Client:
+def client_from_args(args: argparse.Namespace) -> Client:
+    """A client for ``--url`` (comma-separated) with ``SHOAL_API_KEY``."""
     return Client(_urls(args), api_key=os.environ.get("SHOAL_API_KEY") or None)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        with _client(args) as client:
+        with client_from_args(args) as client:
             if args.command == "status":
                 return status(client, sys.stdout)
             if args.command == "import":

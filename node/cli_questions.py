@@ -7,10 +7,11 @@ import asyncio
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from shoal_client import Answer
+from shoal_client import Answer, ShoalError
+
+from node.cli_client import client_from_args
 
 ENV_NODES = "SHOAL_NODES"
 
@@ -57,11 +58,8 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_ask(args: argparse.Namespace) -> int:
-    from shoal_client import Client, ShoalError
-
-    urls = [url.strip() for url in args.url.split(",") if url.strip()]
     try:
-        with Client(urls, api_key=os.environ.get("SHOAL_API_KEY") or None) as client:
+        with client_from_args(args) as client:
             answer = client.ask(args.library, args.question, k=args.k, timeout=args.timeout)
     except (ShoalError, ValueError) as exc:
         print(f"shoal: {exc}", file=sys.stderr)  # noqa: T201

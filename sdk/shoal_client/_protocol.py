@@ -105,8 +105,8 @@ class ClusterState:
 
     # ------------------------------------------------------------ planning
     def discovery_targets(self) -> list[str]:
-        return [n for n in self.nodes if n not in self._down] + [n for n in self.nodes
-                                                                  if n in self._down]  # fmt: skip
+        nodes = self.nodes
+        return [n for n in nodes if n not in self._down] + [n for n in nodes if n in self._down]
 
     def leader_reachable(self) -> bool:
         """The leader is known by a URL this client has used: discovery may stop.
@@ -148,8 +148,9 @@ class ClusterState:
                     call.content)  # fmt: skip
 
     def _reader(self) -> str:
-        followers = [n for n in self.nodes if n != self.leader and n not in self._down]
-        pool = followers or [n for n in self.nodes if n not in self._down] or self.nodes
+        nodes = self.nodes
+        followers = [n for n in nodes if n != self.leader and n not in self._down]
+        pool = followers or [n for n in nodes if n not in self._down] or nodes
         self._turn += 1
         return pool[self._turn % len(pool)]
 
