@@ -1,14 +1,47 @@
 """The write-ahead log on disk: a directory of segment files.
 
-Each segment starts with a header (magic, version, the index of its first
-entry and the term of the entry before it) followed by frames
-(:mod:`wal.records`). Only the newest segment is written to. On open every
-segment is scanned: a damaged frame at the very end of the newest segment is a
-torn write and is cut off (with a warning); damage anywhere else, or damage
-followed by valid frames, is corruption and the log refuses to open.
+Each segment starts with a header (magic, format version, the index of its
+first entry, the term of the entry before it, the *synced mark*, and a
+checksum of all of these) followed by frames (:mod:`wal.records`). Only the
+newest segment is written to.
 
 Appends are not durable until :meth:`FileLogStore.sync` returns; the caller
 chooses when to sync (the fsync policy lives with the caller).
+
+The synced mark says how far the newest segment is known to be durable. After
+each sync its header is rewritten with the new end, without an fsync of its
+own: the next sync carries it to disk along with the next batch, and
+:meth:`FileLogStore.close` syncs once more so a clean stop leaves an exact
+mark. Because the mark is written only after the fsync that covered those
+bytes returned, whatever value reaches the disk, the bytes before it reached
+the disk first: the mark never claims more than is durable. It may claim
+less; after a crash it can lag by the last batch synced. Truncation lowers the
+mark durably before it shortens the file, so the mark never points past the
+end of its file either.
+
+On open every segment is scanned and the rule is: only a torn write past what
+was synced may be cut.
+
+- Damage before the mark, or a segment that ends before its mark: those bytes
+  were durable and this node may have acknowledged them; cutting them could
+  lose committed writes, so the log refuses to open (:class:`CorruptLog`).
+- Damage after the mark with no valid frame anywhere after it (searched at
+  every offset: a damaged length cannot say where the next frame is): a torn
+  write; it is cut and reported. Since the mark may lag, the cut may include
+  entries synced in the last batch before a crash, so the report says so
+  (``OpenReport.cut_may_include_acknowledged``) and such a node must not vote
+  until it hears from a leader of a newer term.
+- Damage after the mark followed by a valid frame: refused, since it may be
+  durable data damaged in place. (A crash can also leave holes inside one
+  unsynced batch; refusing those costs availability, never data.)
+- Damage in any segment but the newest: refused.
+
+Open also syncs what it read (a killed process leaves its unsynced writes in
+the page cache, and the new process treats them as its log) and moves the mark
+to the end of it.
+
+Segments in format version 1 (checksums over the body only, no synced mark)
+are refused with a sentence: no data written in that format needs keeping.
 """
 
 from __future__ import annotations
@@ -16,6 +49,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import zlib
 from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -23,16 +57,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wal.fileutil import fsync_dir
-from wal.records import FRAME, LogEntry, decode_body, encode_entry, scan_frames
+from wal.records import (
+    FRAME,
+    LogEntry,
+    ScanResult,
+    decode_body,
+    encode_entry,
+    find_entry_frame,
+    scan_frames,
+)
 
 log = logging.getLogger("shoal.wal")
 
 SEGMENT_MAGIC = b"SHOALWAL"
-SEGMENT_VERSION = 1
-HEADER = struct.Struct("<8sHHQQ")  # magic, version, flags, first_index, prev_term
+SEGMENT_VERSION = 2
+VERSION_FIELDS = struct.Struct("<8sH")  # magic, version: the same in every format
+# magic, version, flags, first_index, prev_term, synced_end; then a checksum of those
+HEADER_FIELDS = struct.Struct("<8sHHQQQ")
+HEADER = struct.Struct("<8sHHQQQI")
 SUFFIX = ".wal"
 DEFAULT_SEGMENT_BYTES = 64 << 20
 DEFAULT_CACHE_BYTES = 64 << 20
+REJOIN = "wipe this node's data directory and let it rejoin from the leader"
 
 
 class CorruptLog(Exception):
@@ -50,6 +96,7 @@ class _Segment:
     prev_term: int
     fd: int
     size: int
+    synced_end: int  # the mark last written to the header (see the module docstring)
     offsets: array[int] = field(default_factory=lambda: array("q"))
     terms: array[int] = field(default_factory=lambda: array("q"))
 
@@ -70,10 +117,78 @@ class _Segment:
 
 @dataclass(frozen=True)
 class OpenReport:
+    """What :meth:`FileLogStore.open` found.
+
+    ``cut_may_include_acknowledged`` is True when a torn tail was cut off the
+    newest segment. The synced mark can lag the last sync by one batch, so
+    the cut may include entries this node had made durable and acknowledged:
+    a node that opened with it set must not vote until it hears from a leader
+    of a newer term. False means nothing it could have acknowledged was cut.
+    """
+
     segments: int
     entries: int
     torn_bytes_cut: int
     torn_reason: str
+    cut_may_include_acknowledged: bool
+
+
+def _pack_header(first_index: int, prev_term: int, synced_end: int) -> bytes:
+    fields = HEADER_FIELDS.pack(
+        SEGMENT_MAGIC, SEGMENT_VERSION, 0, first_index, prev_term, synced_end
+    )
+    return fields + zlib.crc32(fields).to_bytes(4, "little")
+
+
+def _read_header(name: str, data: bytes) -> tuple[int, int, int]:
+    """``(first_index, prev_term, synced_end)`` from a segment's header."""
+    magic, version = VERSION_FIELDS.unpack_from(data, 0)
+    if magic != SEGMENT_MAGIC:
+        raise CorruptLog(f"log segment {name} does not start like a Shoal log segment; {REJOIN}")
+    if version != SEGMENT_VERSION:
+        raise CorruptLog(
+            f"log segment {name} is in log format {version}, which this Shoal does not read "
+            f"(it reads only format {SEGMENT_VERSION}); wipe the node's data directory: a "
+            "cluster node then rejoins from the leader, a single node starts empty"
+        )
+    *_, first_index, prev_term, synced_end, checksum = HEADER.unpack_from(data, 0)
+    if zlib.crc32(data[: HEADER_FIELDS.size]) != checksum:
+        raise CorruptLog(f"log segment {name} has a damaged header; {REJOIN}")
+    return first_index, prev_term, synced_end
+
+
+def _torn_bytes(name: str, data: bytes, scan: ScanResult, synced_end: int, is_last: bool) -> int:
+    """How many bytes at the end of a segment are a torn write that may be cut.
+
+    Raises CorruptLog for any other damage (the rules are in the module docstring).
+    """
+    if scan.bad_offset is None:
+        if scan.valid_end < synced_end:
+            raise CorruptLog(
+                f"log segment {name} ends at byte {scan.valid_end}, before the point this node "
+                f"had made durable (byte {synced_end}); entries it may have acknowledged are "
+                f"missing: {REJOIN}"
+            )
+        return 0
+    if not is_last:
+        raise CorruptLog(
+            f"log segment {name} is damaged ({scan.reason}) and newer segments follow it, so "
+            f"this is not a torn write and the log cannot be trusted: {REJOIN}"
+        )
+    if scan.bad_offset < synced_end:
+        raise CorruptLog(
+            f"log segment {name} is damaged before the point this node had made durable "
+            f"(byte {synced_end}): {scan.reason}; entries it may have acknowledged cannot be "
+            f"read: {REJOIN}"
+        )
+    valid_after = find_entry_frame(data, scan.bad_offset + 1)
+    if valid_after is not None:
+        raise CorruptLog(
+            f"log segment {name} is damaged in the middle ({scan.reason}); a valid record "
+            f"follows at byte {valid_after}, so this is not a torn write and the log cannot be "
+            f"trusted: {REJOIN}"
+        )
+    return len(data) - scan.bad_offset
 
 
 def _segment_name(first_index: int) -> str:
@@ -110,7 +225,7 @@ class FileLogStore:
         """
         self.directory.mkdir(parents=True, exist_ok=True)
         paths = sorted(self.directory.glob("*" + SUFFIX))
-        torn_bytes, torn_reason, total = 0, "", 0
+        torn_bytes, torn_reason, total, entries_cut = 0, "", 0, False
         for n, path in enumerate(paths):
             is_last = n == len(paths) - 1
             segment, cut, reason = self._load_segment(path, is_last)
@@ -123,13 +238,14 @@ class FileLogStore:
                     f"previous segment ends at {self._segments[-1].last_index}"
                 )
             if cut:
-                torn_bytes, torn_reason = cut, reason
+                torn_bytes, torn_reason, entries_cut = cut, reason, True
             self._segments.append(segment)
             total += segment.count
         if not self._segments:
             self._new_segment(start_index, prev_term)
-            self.sync()
-        return OpenReport(len(self._segments), total, torn_bytes, torn_reason)
+        self._dirty.update(segment.fd for segment in self._segments)
+        self.sync()
+        return OpenReport(len(self._segments), total, torn_bytes, torn_reason, entries_cut)
 
     def _load_segment(self, path: Path, is_last: bool) -> tuple[_Segment | None, int, str]:
         data = path.read_bytes()
@@ -140,25 +256,17 @@ class FileLogStore:
             path.unlink()
             fsync_dir(self.directory)
             return None, len(data), "segment header cut short"
-        magic, version, _flags, first_index, prev_term = HEADER.unpack_from(data, 0)
-        if magic != SEGMENT_MAGIC or version != SEGMENT_VERSION:
-            raise CorruptLog(f"log segment {path.name} has an unknown header")
-        buf = memoryview(data)
-        scan = scan_frames(buf, HEADER.size)
-        cut, reason = 0, ""
-        if scan.bad_offset is not None:
-            if not is_last or scan.valid_after_bad:
-                raise CorruptLog(
-                    f"log segment {path.name} is damaged in the middle ({scan.reason}); "
-                    "valid records follow the damage, so this is not a torn write and "
-                    "the log cannot be trusted"
-                )
-            cut, reason = len(data) - scan.valid_end, scan.reason
+        first_index, prev_term, synced_end = _read_header(path.name, data)
+        scan = scan_frames(memoryview(data), HEADER.size)
+        cut = _torn_bytes(path.name, data, scan, synced_end, is_last)
+        if cut:
             log.warning(
-                "cutting a torn tail of %d bytes off log segment %s (%s)", cut, path.name, reason
-            )
+                "cutting a torn tail of %d bytes off log segment %s (%s): it lies past byte %d, "
+                "up to which the log was known to be durable, and nothing valid follows it",
+                cut, path.name, scan.reason, synced_end,
+            )  # fmt: skip
         fd = os.open(path, os.O_RDWR)
-        segment = _Segment(path, first_index, prev_term, fd, scan.valid_end)
+        segment = _Segment(path, first_index, prev_term, fd, scan.valid_end, synced_end)
         for position, (offset, body) in enumerate(scan.bodies):
             try:
                 entry = LogEntry.from_wire(decode_body(body))
@@ -174,16 +282,15 @@ class FileLogStore:
             segment.offsets.append(offset)
             segment.terms.append(entry.term)
         if cut:
-            os.ftruncate(fd, scan.valid_end)
-            os.fsync(fd)
-        return segment, cut, reason
+            os.ftruncate(fd, scan.valid_end)  # made durable by the sync that ends open()
+        return segment, cut, scan.reason
 
     def _new_segment(self, first_index: int, prev_term: int) -> None:
         path = self.directory / _segment_name(first_index)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        header = HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, 0, first_index, prev_term)
-        os.pwrite(fd, header, 0)
-        self._segments.append(_Segment(path, first_index, prev_term, fd, HEADER.size))
+        os.pwrite(fd, _pack_header(first_index, prev_term, HEADER.size), 0)
+        segment = _Segment(path, first_index, prev_term, fd, HEADER.size, HEADER.size)
+        self._segments.append(segment)
         self._dirty.add(fd)
         self._dir_dirty = True
 
@@ -301,12 +408,29 @@ class FileLogStore:
 
     def sync(self) -> None:
         """Make everything appended so far durable."""
+        active = self._segments[-1] if self._segments else None
+        written = active.size if active else 0  # taken first: the mark must not pass the fsync
         for fd in self._dirty:
             os.fdatasync(fd)
         self._dirty.clear()
         if self._dir_dirty:
             fsync_dir(self.directory)
             self._dir_dirty = False
+        if active is not None and written != active.synced_end:
+            self._write_synced_mark(active, written)
+            self._dirty.add(active.fd)  # no fsync now: the next sync carries the mark
+
+    def _write_synced_mark(self, segment: _Segment, end: int) -> None:
+        """Record in the header that ``segment`` is durable up to ``end``."""
+        os.pwrite(segment.fd, _pack_header(segment.first_index, segment.prev_term, end), 0)
+        segment.synced_end = end
+
+    def _lower_synced_mark(self, segment: _Segment, end: int) -> None:
+        """Before ``segment`` is cut to ``end``: the lower mark reaches the disk
+        first, so the mark never claims bytes that are gone."""
+        if segment.synced_end > end:
+            self._write_synced_mark(segment, end)
+            os.fdatasync(segment.fd)
 
     def truncate_after(self, index: int) -> None:
         """Drop every entry after ``index`` (durably)."""
@@ -326,6 +450,7 @@ class FileLogStore:
         new_size = int(segment.offsets[keep]) if keep < segment.count else segment.size
         del segment.offsets[keep:]
         del segment.terms[keep:]
+        self._lower_synced_mark(segment, new_size)
         os.ftruncate(segment.fd, new_size)
         segment.size = new_size
         self._dirty.add(segment.fd)
@@ -338,21 +463,28 @@ class FileLogStore:
         """
         removed = 0
         while len(self._segments) > 1 and self._segments[0].last_index <= index:
-            segment = self._segments.pop(0)
-            os.close(segment.fd)
-            self._dirty.discard(segment.fd)
-            segment.path.unlink()
+            self._delete(self._segments.pop(0))
             removed += 1
-        if removed:
-            fsync_dir(self.directory)
         return removed
 
+    def _delete(self, segment: _Segment) -> None:
+        """Remove one segment file durably. One at a time, each removal made
+        durable before the next, so a power cut never leaves a gap between
+        the segments that remain."""
+        os.close(segment.fd)
+        self._dirty.discard(segment.fd)
+        segment.path.unlink()
+        fsync_dir(self.directory)
+
     def reset(self, start_index: int, prev_term: int) -> None:
-        """Discard the whole log; the next entry will be ``start_index``."""
-        for segment in self._segments:
-            os.close(segment.fd)
-            segment.path.unlink()
-        self._segments.clear()
+        """Discard the whole log; the next entry will be ``start_index``.
+
+        Newest segment first: a power cut part-way leaves the oldest ones,
+        a log that ends before the snapshot that replaced it (the engine
+        then resets it again on start).
+        """
+        while self._segments:
+            self._delete(self._segments.pop())
         self._dirty.clear()
         self._cache.clear()
         self._cache_bytes = 0
@@ -364,6 +496,7 @@ class FileLogStore:
 
     def close(self) -> None:
         self.sync()
+        self.sync()  # carries the synced mark the first one wrote: a clean stop leaves it exact
         for segment in self._segments:
             os.close(segment.fd)
         self._segments.clear()

@@ -1,14 +1,17 @@
 """Log entries and the frame format that protects them on disk.
 
-A frame is ``<u32 length><u32 crc32(body)><body>`` where the body is the
-msgpack array ``[index, term, kind, payload]``. A frame whose length is zero,
-runs past the end of the data, or whose checksum does not match ends the
-readable part of a buffer; callers decide whether that is a torn tail or
-corruption (see :func:`scan_frames`).
+A frame is ``<u32 length><u32 crc32(length field + body)><body>``; for a log
+entry the body is the msgpack array ``[index, term, kind, payload]``. The
+checksum covers the length too, so every byte of a frame is checked (format
+version 1 checked the body only). A frame whose length is zero, runs
+past the end of the data, or whose checksum does not match ends the readable
+part of a buffer; callers decide whether that is a torn tail or corruption
+(see :func:`scan_frames` and :func:`find_entry_frame`).
 """
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -16,8 +19,17 @@ from enum import IntEnum
 
 import msgpack
 
-FRAME = struct.Struct("<II")
+FRAME = struct.Struct("<II")  # length, checksum
+LENGTH = struct.Struct("<I")
 MAX_FRAME_BYTES = 1 << 30
+# How every entry body starts, in msgpack: an array of four; index and term
+# (unsigned integers of any width); kind (a small one); the payload's bytes tag
+# (captured: it says how wide the payload's length is).
+_ENTRY_BODY_START = re.compile(
+    rb"\x94(?=(?:[\x00-\x7f]|\xcc.|\xcd.{2}|\xce.{4}|\xcf.{8}){2}[\x00-\x7f]([\xc4-\xc6]))",
+    re.DOTALL,
+)
+_BIN_LENGTH_BYTES = {0xC4: 1, 0xC5: 2, 0xC6: 4}
 
 
 class EntryKind(IntEnum):
@@ -57,8 +69,13 @@ def decode_body(body: bytes | memoryview) -> object:
     return msgpack.unpackb(body, raw=False, strict_map_key=False)
 
 
+def _checksum(length_field: bytes | memoryview, body: bytes | memoryview) -> int:
+    return zlib.crc32(body, zlib.crc32(length_field))
+
+
 def frame(body: bytes) -> bytes:
-    return FRAME.pack(len(body), zlib.crc32(body)) + body
+    size = len(body)
+    return FRAME.pack(size, _checksum(LENGTH.pack(size), body)) + body
 
 
 def encode_entry(entry: LogEntry) -> bytes:
@@ -71,15 +88,13 @@ class ScanResult:
 
     ``bodies`` are the valid frames in order with their start offsets;
     ``valid_end`` is where the valid data ends; ``bad_offset`` is where an
-    invalid frame starts (None when the buffer ended cleanly) and
-    ``valid_after_bad`` tells whether a well-formed frame follows that bad
-    one, which means the damage is in the middle rather than a torn tail.
+    invalid frame starts (None when the buffer ended cleanly) and ``reason``
+    says what is wrong with it.
     """
 
     bodies: list[tuple[int, memoryview]]
     valid_end: int
     bad_offset: int | None
-    valid_after_bad: bool
     reason: str
 
 
@@ -95,25 +110,9 @@ def _frame_at(buf: memoryview, off: int) -> tuple[memoryview | None, str]:
     if end > len(buf):
         return None, f"frame at byte {off} needs {size} bytes but the file ends first"
     body = buf[off + FRAME.size : end]
-    if zlib.crc32(body) != crc:
+    if _checksum(buf[off : off + LENGTH.size], body) != crc:
         return None, f"checksum mismatch in the frame at byte {off}"
     return body, ""
-
-
-def _any_valid_frame_after(buf: memoryview, off: int) -> bool:
-    """Is there a well-formed frame after the bad frame starting at ``off``?
-
-    Only the bad frame's own length field is trusted here: if it points to a
-    good frame, the damage did not reach the end of the data.
-    """
-    if off + FRAME.size > len(buf):
-        return False
-    size, _ = FRAME.unpack_from(buf, off)
-    nxt = off + FRAME.size + size
-    if size == 0 or nxt >= len(buf):
-        return False
-    body, _ = _frame_at(buf, nxt)
-    return body is not None
 
 
 def scan_frames(buf: memoryview, start: int = 0) -> ScanResult:
@@ -122,7 +121,32 @@ def scan_frames(buf: memoryview, start: int = 0) -> ScanResult:
     while off < len(buf):
         body, reason = _frame_at(buf, off)
         if body is None:
-            return ScanResult(bodies, off, off, _any_valid_frame_after(buf, off), reason)
+            return ScanResult(bodies, off, off, reason)
         bodies.append((off, body))
         off += FRAME.size + len(body)
-    return ScanResult(bodies, off, None, False, "")
+    return ScanResult(bodies, off, None, "")
+
+
+def _payload_end(data: bytes, bin_tag: int) -> int:
+    """Where a payload ends, read from its msgpack bytes tag at ``bin_tag``."""
+    width = _BIN_LENGTH_BYTES[data[bin_tag]]
+    length = int.from_bytes(data[bin_tag + 1 : bin_tag + 1 + width], "big")
+    return bin_tag + 1 + width + length
+
+
+def find_entry_frame(data: bytes, start: int) -> int | None:
+    """Offset of the first well-formed log entry frame at or after ``start``.
+
+    A damaged length cannot say where the next frame begins, so every offset
+    is a candidate. Only those where an entry body could begin are looked at,
+    and the checksum is computed only when the body's own tags end it where
+    the frame's length does: a random length would otherwise cost a checksum
+    over megabytes.
+    """
+    buf = memoryview(data)
+    for match in _ENTRY_BODY_START.finditer(data, start + FRAME.size):
+        off = match.start() - FRAME.size
+        frame_end = match.start() + LENGTH.unpack_from(data, off)[0]
+        if _payload_end(data, match.start(1)) == frame_end and _frame_at(buf, off)[0] is not None:
+            return off
+    return None

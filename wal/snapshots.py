@@ -1,10 +1,11 @@
 """Snapshots: a checksummed file per snapshot, made visible by atomic rename.
 
 Layout: an 16-byte header (magic, version, flags) followed by frames (the same
-``length | crc32 | msgpack`` framing as the log). The first frame is the meta
-record ``{"index", "term", ...}``; the last is ``{"end": n}`` with ``n`` the
-number of frames before it. A file without its end record, or with any bad
-frame, is rejected as a whole.
+``length | crc32 | msgpack`` framing as the log; since version 2 the checksum
+covers the length too, and version 1 files are rejected). The first frame is
+the meta record ``{"index", "term", ...}``; the last is ``{"end": n}`` with
+``n`` the number of frames before it. A file without its end record, or with
+any bad frame, is rejected as a whole.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from wal.records import decode_body, encode_body, frame, scan_frames
 log = logging.getLogger("shoal.snapshots")
 
 SNAPSHOT_MAGIC = b"SHOALSNP"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 _HEADER = struct.Struct("<8sHHI")
 _NAME = re.compile(r"^snapshot-(\d{20})-(\d{20})\.snap$")
 

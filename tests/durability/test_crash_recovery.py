@@ -11,6 +11,7 @@ import pytest
 
 from tests.durability.workload import DIM, burst, check_after_crash, wait_for
 from tests.harness import NodeProcess
+from wal.records import FRAME
 
 pytestmark = pytest.mark.durability
 
@@ -84,37 +85,52 @@ def _newest_segment(data: Path) -> Path:
     return sorted((data / "wal").glob("*.wal"))[-1]
 
 
-@pytest.mark.parametrize("damage", ["truncate", "bit_flip"])
-def test_damaged_wal_tail_is_cut_on_restart(
-    start_node: StartNode, tmp_path: Path, damage: str
+# What a crash can leave past the synced end: a frame whose end never reached
+# the disk, or a page that did not (zeros).
+TORN_WRITES = {
+    "partial_frame": FRAME.pack(100, 0) + b"\x94" + b"x" * 30,
+    "zeroed_page": b"\0" * 4096,
+}
+
+
+@pytest.mark.parametrize("torn", sorted(TORN_WRITES))
+def test_torn_write_past_the_synced_end_is_cut_on_restart(
+    start_node: StartNode, tmp_path: Path, torn: str
 ) -> None:
     data = tmp_path / "data"
     node = start_node(data=data)
     library_id = new_library(node)
     ids = _write_docs(node, library_id, 5)
     assert node.stop() == 0
-    segment = _newest_segment(data)
-    raw = bytearray(segment.read_bytes())
-    if damage == "truncate":
-        del raw[-20:]
-    else:
-        raw[-5] ^= 0x10
-    segment.write_bytes(bytes(raw))
+    with open(_newest_segment(data), "ab") as segment:
+        segment.write(TORN_WRITES[torn])
 
     restarted = start_node(data=data)
     status = restarted.cluster()
-    assert status["recovery"]["torn_bytes_cut"] > 0
+    assert status["recovery"]["torn_bytes_cut"] == len(TORN_WRITES[torn])
     assert "cutting a torn tail" in restarted.log()
     with restarted.client() as client:
         present = {
             doc["id"] for doc in client.get(f"/libraries/{library_id}/documents").json()["items"]
         }
-        assert present == set(ids[:-1])  # only the damaged last write is gone
+        assert present == set(ids)  # every acknowledged write survives
         # the node keeps working after the repair
         assert len(_write_docs(restarted, library_id, 1)) == 1
 
 
-def test_damage_inside_the_log_refuses_to_start(start_node: StartNode, tmp_path: Path) -> None:
+def _damage(raw: bytearray, where: str) -> None:
+    if where == "last_frame_cut_short":
+        del raw[-20:]
+    elif where == "last_frame_bit_flip":
+        raw[-5] ^= 0x10
+    else:
+        raw[len(raw) // 3] ^= 0xFF
+
+
+@pytest.mark.parametrize("where", ["last_frame_cut_short", "last_frame_bit_flip", "middle"])
+def test_damage_to_acknowledged_writes_refuses_to_start(
+    start_node: StartNode, tmp_path: Path, where: str
+) -> None:
     data = tmp_path / "data"
     node = start_node(data=data)
     library_id = new_library(node)
@@ -122,13 +138,14 @@ def test_damage_inside_the_log_refuses_to_start(start_node: StartNode, tmp_path:
     assert node.stop() == 0
     segment = _newest_segment(data)
     raw = bytearray(segment.read_bytes())
-    raw[len(raw) // 3] ^= 0xFF
+    _damage(raw, where)
     segment.write_bytes(bytes(raw))
     broken = start_node(data=data, wait=False)
     assert broken.process is not None
     code = broken.process.wait(60)
     assert code != 0
-    assert "damaged in the middle" in broken.log()
+    assert "damaged before the point this node had made durable" in broken.log()
+    assert "wipe this node's data directory and let it rejoin from the leader" in broken.log()
 
 
 @pytest.mark.parametrize("index_type", ["brute_force", "hnsw"])
