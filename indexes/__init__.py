@@ -7,6 +7,8 @@ Imports nothing from the rest of Shoal.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from typing import Any
 
 from indexes.base import VectorIndex, distances_from_scores
@@ -15,15 +17,34 @@ from indexes.hnsw import HnswIndex
 from indexes.kd_tree import KdTreeIndex
 from indexes.lsh import LshIndex
 from indexes.metrics import Metric
+from indexes.params import InvalidParameter, only
 from indexes.vector_store import VectorStore
 
 KINDS = ("brute_force", "kd_tree", "lsh", "hnsw")
 # Kinds that draw random numbers; their params carry a seed.
 SEEDED = ("lsh", "hnsw")
+_CLASSES: dict[str, type[Any]] = {
+    "brute_force": BruteForceIndex,
+    "kd_tree": KdTreeIndex,
+    "lsh": LshIndex,
+    "hnsw": HnswIndex,
+}
 
 
 class UnknownIndexKind(ValueError):
     pass
+
+
+def _index_class(kind: str) -> type[Any]:
+    index_class = _CLASSES.get(kind)
+    if index_class is None:
+        raise UnknownIndexKind(f"unknown index type {kind!r}; available: {', '.join(KINDS)}")
+    return index_class
+
+
+def _parameter_names(index_class: type[Any]) -> list[str]:
+    signature = inspect.signature(index_class)
+    return [p.name for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY]
 
 
 def create(
@@ -34,22 +55,26 @@ def create(
     store: VectorStore | None = None,
     **params: Any,
 ) -> VectorIndex:
+    """A new empty index. Raises ValueError (InvalidParameter for a parameter,
+    with a sentence naming it) when the index cannot be built as asked."""
+    index_class = _index_class(kind)
+    only(kind, params, _parameter_names(index_class))
     metric = Metric(metric)
     if store is None:
         store = VectorStore(dim)
     elif store.dim != dim:
         raise ValueError(f"store has dimension {store.dim}, index asked for {dim}")
-    if kind == "brute_force":
-        if params:
-            raise ValueError(f"brute_force takes no parameters, got {sorted(params)}")
-        return BruteForceIndex(store, metric)
-    if kind == "kd_tree":
-        return KdTreeIndex(store, metric, **params)
-    if kind == "lsh":
-        return LshIndex(store, metric, **params)
-    if kind == "hnsw":
-        return HnswIndex(store, metric, **params)
-    raise UnknownIndexKind(f"unknown index type {kind!r}; available: {', '.join(KINDS)}")
+    index: VectorIndex = index_class(store, metric, **params)
+    return index
+
+
+def check_search_params(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` as an index of ``kind`` would use them at search time.
+
+    Raises InvalidParameter with a sentence when it could not use them.
+    """
+    options: dict[str, Any] = _index_class(kind).check_search_params(params)
+    return options
 
 
 __all__ = [
@@ -57,12 +82,14 @@ __all__ = [
     "SEEDED",
     "BruteForceIndex",
     "HnswIndex",
+    "InvalidParameter",
     "KdTreeIndex",
     "LshIndex",
     "Metric",
     "UnknownIndexKind",
     "VectorIndex",
     "VectorStore",
+    "check_search_params",
     "create",
     "distances_from_scores",
 ]

@@ -7,6 +7,7 @@ that the approximate indexes are measured against.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from indexes import kernels
 from indexes.base import BoolArray, FloatArray, IdArray, query_matrix
 from indexes.metrics import Metric, finalize, ranking_scores
+from indexes.params import only
 from indexes.topk import top_k_rows
 from indexes.vector_store import VectorStore
 
@@ -67,11 +69,16 @@ class BruteForceIndex:
         np.logical_and(live[:span], mask[:span], out=allowed[:span])
         return allowed
 
+    @staticmethod
+    def check_search_params(params: Mapping[str, Any]) -> dict[str, Any]:
+        """The search parameters as this index uses them; InvalidParameter if it cannot."""
+        only("brute_force search", params, ())
+        return {}
+
     def search_batch(
         self, queries: FloatArray, k: int, mask: BoolArray | None = None, **params: Any
     ) -> tuple[IdArray, FloatArray]:
-        if params:
-            raise TypeError(f"brute_force search takes no parameters, got {sorted(params)}")
+        self.check_search_params(params)
         queries = query_matrix(queries, self.store.dim)
         matrix, sqnorms = self.store.matrix(), self.store.sqnorms()
         factor = self.store.inverse_norms() if self.metric is Metric.COSINE else sqnorms

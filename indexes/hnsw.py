@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -24,10 +25,13 @@ from indexes import hnsw_kernels as kernels
 from indexes.base import BoolArray, FloatArray, IdArray, query_matrix
 from indexes.brute_force import BruteForceIndex
 from indexes.metrics import Metric, inverse_norms
+from indexes.params import integer, number, only
 from indexes.randomness import uniform
 from indexes.vector_store import VectorStore
 
 STATE_FORMAT = 1
+MAX_EF = 10_000
+MAX_SEED = 2**63 - 1
 _MODES = {Metric.COSINE: kernels.COSINE, Metric.L2: kernels.L2, Metric.DOT: kernels.DOT}
 _ARRAYS = ("levels", "deleted", "links0", "count0", "upper_offset", "upper_links", "upper_count")
 
@@ -49,21 +53,19 @@ class HnswIndex:
         repair_threshold: float = 0.1,
         exact_below: float = 0.05,
     ) -> None:
-        if not 2 <= M <= 256:
-            raise ValueError(f"M must be between 2 and 256, got {M}")
-        if not 1 <= ef_construction <= 10_000 or not 1 <= ef_search <= 10_000:
-            raise ValueError("ef_construction and ef_search must be between 1 and 10000")
-        if not 0 < repair_threshold <= 1 or not 0 <= exact_below <= 1:
-            raise ValueError("repair_threshold must be in (0, 1] and exact_below in [0, 1]")
-        if not 0 <= seed < 2**63:
-            raise ValueError("seed must be a non-negative 63-bit integer")
+        # Checked and stored as plain int and float: the kernels are compiled
+        # for the types they are called with (a float here once failed there).
+        self.m = integer("M", M, 2, 256)
+        self.m0 = 2 * self.m
+        self.ef_construction = integer("ef_construction", ef_construction, 1, MAX_EF)
+        self.ef_search = integer("ef_search", ef_search, 1, MAX_EF)
+        self.seed = integer("seed", seed, 0, MAX_SEED)
+        self.repair_threshold = number("repair_threshold", repair_threshold, 0, 1, above_low=True)
+        self.exact_below = number("exact_below", exact_below, 0, 1)
         self.store = store
         self.metric = metric
-        self.m, self.m0 = M, 2 * M
-        self.ef_construction, self.ef_search = ef_construction, ef_search
-        self.seed, self.repair_threshold, self.exact_below = seed, repair_threshold, exact_below
         self._mode = _MODES[metric]
-        self._level_scale = 1.0 / np.log(M)
+        self._level_scale = 1.0 / np.log(self.m)
         self.entry, self.max_level = -1, -1
         self.inserted = 0
         self.upper_used = 0
@@ -140,8 +142,8 @@ class HnswIndex:
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.store.dim)
         if len(ids) == 0:
             return
-        if len(np.unique(ids)) != len(ids):
-            raise ValueError("ids must be distinct within one add")
+        if len(np.unique(ids)) != len(ids) or ids.min() < 0:
+            raise ValueError("ids must be distinct and non-negative within one add")
         self._reserve(int(ids.max()) + 1)
         present = ids[ids < len(self.levels)]
         in_graph = present[self.levels[present] >= 0]
@@ -217,6 +219,12 @@ class HnswIndex:
         self.entry, self.max_level = int(live[np.argmax(self.levels[live] == top)]), top
 
     # --------------------------------------------------------------- search
+    @staticmethod
+    def check_search_params(params: Mapping[str, Any]) -> dict[str, Any]:
+        """The search parameters as this index uses them; InvalidParameter if it cannot."""
+        only("hnsw search", params, ("ef",))
+        return {"ef": integer("ef", params["ef"], 1, MAX_EF)} if "ef" in params else {}
+
     def _to_scores(self, distances: FloatArray) -> FloatArray:
         scores: FloatArray
         if self.metric is Metric.COSINE:
@@ -230,11 +238,7 @@ class HnswIndex:
     def search_batch(
         self, queries: FloatArray, k: int, mask: BoolArray | None = None, **params: Any
     ) -> tuple[IdArray, FloatArray]:
-        ef = int(params.pop("ef", self.ef_search))
-        if params:
-            raise TypeError(f"hnsw search takes only ef, got {sorted(params)}")
-        if not 1 <= ef <= 10_000:
-            raise ValueError("ef must be between 1 and 10000")
+        ef = int(self.check_search_params(params).get("ef", self.ef_search))
         queries = query_matrix(queries, self.store.dim)
         allowed_count = None
         full_mask = np.empty(0, dtype=np.bool_)

@@ -19,6 +19,7 @@ moments and reach the same trees.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ import numpy as np
 from indexes import kd_kernels as kernels
 from indexes.base import BoolArray, FloatArray, IdArray, query_matrix
 from indexes.metrics import Metric, inverse_norms
+from indexes.params import integer, only
 from indexes.vector_store import VectorStore
 
 STATE_FORMAT = 1
@@ -42,11 +44,9 @@ class KdTreeIndex:
     def __init__(
         self, store: VectorStore, metric: Metric = Metric.COSINE, *, leaf_size: int = 32
     ) -> None:
-        if not 1 <= leaf_size <= 4096:
-            raise ValueError(f"leaf_size must be between 1 and 4096, got {leaf_size}")
+        self.leaf_size = integer("leaf_size", leaf_size, 1, 4096)
         self.store = store
         self.metric = metric
-        self.leaf_size = leaf_size
         self._mode = _MODES[metric]
         self.in_tree = np.zeros(0, dtype=np.bool_)
         self.pending: list[int] = []
@@ -153,11 +153,16 @@ class KdTreeIndex:
         self._maybe_rebuild()
 
     # --------------------------------------------------------------- search
+    @staticmethod
+    def check_search_params(params: Mapping[str, Any]) -> dict[str, Any]:
+        """The search parameters as this index uses them; InvalidParameter if it cannot."""
+        only("kd_tree search", params, ())
+        return {}
+
     def search_batch(
         self, queries: FloatArray, k: int, mask: BoolArray | None = None, **params: Any
     ) -> tuple[IdArray, FloatArray]:
-        if params:
-            raise TypeError(f"kd_tree search takes no parameters, got {sorted(params)}")
+        self.check_search_params(params)
         queries = query_matrix(queries, self.store.dim)
         self._grow()
         size = self.store.capacity

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -31,11 +32,15 @@ from indexes import lsh_kernels as kernels
 from indexes.base import BoolArray, FloatArray, IdArray, query_matrix
 from indexes.brute_force import BruteForceIndex
 from indexes.metrics import Metric
+from indexes.params import integer, only
 from indexes.randomness import uniform
 from indexes.vector_store import VectorStore
 
 STATE_FORMAT = 1
 MAX_BITS = 24
+MAX_TABLES = 64
+MAX_PROBES = 512
+MAX_SEED = 2**63 - 1
 MIN_AUTO_BITS = 4
 BUCKET = 8
 
@@ -63,19 +68,16 @@ class LshIndex:
         probes: int = 16,
         seed: int = 0,
     ) -> None:
-        if not 1 <= tables <= 64 or not (bits is None or 1 <= bits <= MAX_BITS):
-            raise ValueError(f"tables must be in 1..64 and bits in 1..{MAX_BITS} (or absent)")
-        if not 0 <= probes <= 512:
-            raise ValueError("probes must be in 0..512")
-        if not 0 <= seed < 2**63:
-            raise ValueError("seed must be a non-negative 63-bit integer")
+        self.tables = integer("tables", tables, 1, MAX_TABLES)
+        self.fixed_bits = None if bits is None else integer("bits", bits, 1, MAX_BITS)
+        self.probes = integer("probes", probes, 0, MAX_PROBES)
+        self.seed = integer("seed", seed, 0, MAX_SEED)
         self.store = store
         self.metric = metric
-        self.tables, self.fixed_bits, self.probes, self.seed = tables, bits, probes, seed
-        self.planes = hyperplanes(seed, tables * MAX_BITS, store.dim).reshape(
-            tables, MAX_BITS, store.dim
+        self.planes = hyperplanes(self.seed, self.tables * MAX_BITS, store.dim).reshape(
+            self.tables, MAX_BITS, store.dim
         )
-        self.bits = bits if bits is not None else MIN_AUTO_BITS
+        self.bits = self.fixed_bits if self.fixed_bits is not None else MIN_AUTO_BITS
         # Hyperplanes pass through this point: the mean of the rows at the
         # last re-hash. Real embeddings sit in a narrow cone; planes through
         # the origin would put nearly all of them on one side.
@@ -179,14 +181,18 @@ class LshIndex:
         return np.concatenate([own[:, :, None], probed], axis=2)
 
     # --------------------------------------------------------------- search
+    @staticmethod
+    def check_search_params(params: Mapping[str, Any]) -> dict[str, Any]:
+        """The search parameters as this index uses them; InvalidParameter if it cannot."""
+        only("lsh search", params, ("probes",))
+        if "probes" not in params:
+            return {}
+        return {"probes": integer("probes", params["probes"], 0, MAX_PROBES)}
+
     def search_batch(
         self, queries: FloatArray, k: int, mask: BoolArray | None = None, **params: Any
     ) -> tuple[IdArray, FloatArray]:
-        probes = int(params.pop("probes", self.probes))
-        if params:
-            raise TypeError(f"lsh search takes only probes, got {sorted(params)}")
-        if not 0 <= probes <= 512:
-            raise ValueError("probes must be in 0..512")
+        probes = int(self.check_search_params(params).get("probes", self.probes))
         queries = query_matrix(queries, self.store.dim)
         sorted_keys, sorted_rows, _ = self._tables()
         live = self.store.live()

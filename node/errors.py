@@ -143,8 +143,21 @@ class StorageFailure(Unavailable):
     title = "The node could not make the write durable"
 
 
+class NodeFailed(Unavailable):
+    slug = "node-failed"
+    title = "This node has failed and stopped serving; use another node"
+
+
+class ApplyFailed(ShoalError):
+    """A logged write that failed while applying: a bug, recorded alike on every node."""
+
+    slug = "apply-failed"
+    title = "The write was logged but could not be applied"
+
+
 # Errors a committed command can produce deterministically while applying.
 # The state machine records them by name; the service re-raises them.
 APPLY_ERRORS: dict[str, type[ShoalError]] = {
-    cls.__name__: cls for cls in (NotFound, Conflict, InvalidRequest, DimensionMismatch)
+    cls.__name__: cls
+    for cls in (NotFound, Conflict, InvalidRequest, DimensionMismatch, ApplyFailed)
 }

@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from node.timeutil import check_storable
 
 Metric = Literal["cosine", "dot", "l2"]
 IndexType = Literal["brute_force", "kd_tree", "lsh", "hnsw"]
 Include = Literal["text", "metadata", "embedding", "document"]
 
+
+def _storable(moment: datetime) -> datetime:
+    try:
+        return check_storable(moment)
+    except ValueError as exc:
+        raise PydanticCustomError("instant_out_of_range", str(exc)) from None
+
+
+# A datetime the views can show again (years 1 to 9999 in UTC); before this
+# check, one outside was logged and then failed on every replica.
+Instant = Annotated[datetime, AfterValidator(_storable)]
+
 DEFAULT_INCLUDE: tuple[Include, ...] = ("text", "metadata")
 MAX_CHUNKS_PER_REQUEST = 10_000
 MAX_TEXT = 1_000_000
 MAX_DIMENSION = 8192
+# Filters compare page numbers and chunk indexes as float64, exact up to 2**53.
+MAX_POSITION = 2**53 - 1
 
 
 class Strict(BaseModel):
@@ -58,7 +75,7 @@ class Library(BaseModel):
 class DocumentMetadata(Strict):
     title: str | None = Field(default=None, max_length=2_000)
     author: str | None = Field(default=None, max_length=2_000)
-    created_at: datetime | None = None
+    created_at: Instant | None = None
     document_type: str | None = Field(default=None, max_length=200)
     source_url: str | None = Field(default=None, max_length=8_000)
     tags: list[str] = Field(default_factory=list, max_length=1_000)
@@ -67,16 +84,16 @@ class DocumentMetadata(Strict):
 class DocumentMetadataUpdate(Strict):
     title: str | None = Field(default=None, max_length=2_000)
     author: str | None = Field(default=None, max_length=2_000)
-    created_at: datetime | None = None
+    created_at: Instant | None = None
     document_type: str | None = Field(default=None, max_length=200)
     source_url: str | None = Field(default=None, max_length=8_000)
     tags: list[str] | None = Field(default=None, max_length=1_000)
 
 
 class ChunkMetadata(Strict):
-    page_number: int | None = Field(default=None, ge=0)
-    chunk_index: int | None = Field(default=None, ge=0)
-    created_at: datetime | None = None
+    page_number: int | None = Field(default=None, ge=0, le=MAX_POSITION)
+    chunk_index: int | None = Field(default=None, ge=0, le=MAX_POSITION)
+    created_at: Instant | None = None
 
 
 class ChunkCreate(Strict):

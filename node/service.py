@@ -194,9 +194,10 @@ class Service:
         if index_type in indexes.SEEDED and "seed" not in params:
             params["seed"] = secrets.randbelow(2**31)
         try:
+            # The same constructor every replica calls when the entry applies.
             indexes.create(index_type, dim=dimension or 8, metric=metric, **params)
-        except (ValueError, TypeError) as exc:
-            raise InvalidRequest(f"index_type {index_type!r}: {exc}") from None
+        except ValueError as exc:
+            raise InvalidRequest(f"index_params for {index_type}: {exc}") from None
         return params
 
     async def update_library(self, library_id: str, body: models.LibraryUpdate) -> Written:
@@ -489,13 +490,14 @@ class Service:
             raise InvalidFilter(str(exc)) from None
         include = set(body.include)
         with self._reading(library_id) as library:
+            try:
+                options = indexes.check_search_params(library.info.index_type, body.search_params)
+            except indexes.InvalidParameter as exc:
+                raise InvalidRequest(f"search_params: {exc}") from None
             vector = self._query_vector(library, body)
             hits: list[dict[str, Any]] = []
             if vector is not None:
-                try:
-                    chunk_ids, scores = library.search(vector, body.k, where, body.search_params)
-                except (TypeError, ValueError) as exc:
-                    raise InvalidRequest(f"search_params: {exc}") from None
+                chunk_ids, scores = library.search(vector, body.k, where, options)
                 distances = indexes.distances_from_scores(
                     indexes.Metric(library.info.metric), scores
                 )

@@ -31,7 +31,8 @@ def embedding_matrix(embeddings: Sequence[Sequence[float]], labels: Sequence[str
         )
     wide = np.asarray(embeddings, dtype=np.float64)
     _reject_non_finite(wide, labels, "NaN or infinity")
-    narrow = wide.astype(np.float32)
+    with np.errstate(over="ignore"):  # reported just below, as a sentence
+        narrow = wide.astype(np.float32)
     _reject_non_finite(narrow, labels, "a value too large for 32-bit floats")
     return narrow
 

@@ -2,7 +2,9 @@
 
 Mutations are called by the state machine while it holds ``lock`` for
 writing; each checks everything first and raises :class:`Rejected` before it
-changes anything, so a rejected command leaves no trace.
+changes anything, so a rejected command leaves no trace. Vectors go into the
+index before any record changes, and an index that fails part way is rebuilt
+over the rows as they were, so an unexpected failure leaves no trace either.
 """
 
 from __future__ import annotations
@@ -52,18 +54,68 @@ class Library:
         self.index: VectorIndex | None = None
         if info.dimension is not None:
             self.open_index(info.dimension)
+        else:  # the index is built with the first vector; refuse its params now
+            indexes.create(info.index_type, dim=1, metric=info.metric, **info.index_params)
 
     # ------------------------------------------------------------- helpers
     def open_index(self, dim: int) -> None:
-        self.info.dimension = dim
-        self.store = VectorStore(dim)
+        store = VectorStore(dim)
         self.index = indexes.create(
             self.info.index_type,
             dim=dim,
             metric=self.info.metric,
-            store=self.store,
+            store=store,
             **self.info.index_params,
         )
+        self.store, self.info.dimension = store, dim
+
+    def _index_over_live_rows(self, index_type: str, index_params: dict[str, Any]) -> VectorIndex:
+        assert self.store is not None
+        live = np.flatnonzero(self.store.live()).astype(np.int64)
+        index = indexes.create(
+            index_type, dim=self.store.dim, metric=self.info.metric, store=self.store,
+            **index_params,
+        )  # fmt: skip
+        index.add(live, self.store.get(live))
+        return index
+
+    def _index_vectors(self, rows: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
+        """Write vectors at rows through the index; if it fails, no read sees a change."""
+        if self.index is None:
+            self._index_first_vectors(rows, vectors)
+            return
+        assert self.store is not None
+        held = rows[[self.store.is_live(row) for row in rows.tolist()]]
+        held_vectors = self.store.get(held)
+        try:
+            self.index.add(rows, vectors)
+        except Exception:
+            # Part of the add may have landed: put the rows back as they were
+            # and rebuild, the same way on every replica.
+            self.store.delete(rows)
+            self.store.put(held, held_vectors)
+            self.index = self._index_over_live_rows(self.info.index_type, self.info.index_params)
+            raise
+
+    def _index_first_vectors(
+        self, rows: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]
+    ) -> None:
+        """The first vectors fix the dimension and open the index; a failure undoes both."""
+        self.open_index(vectors.shape[1])
+        assert self.index is not None
+        try:
+            self.index.add(rows, vectors)
+        except Exception:
+            self.index, self.store, self.info.dimension = None, None, None
+            raise
+
+    def _take_rows(self, batch: ChunkBatch) -> npt.NDArray[np.int64]:
+        """Rows for a batch, its vectors already in the index."""
+        rows = self.rows.peek(len(batch))
+        if len(rows):
+            self._index_vectors(rows, batch.matrix())
+            self.rows.allocate(len(rows))
+        return rows
 
     def _check_dimension(self, dim: int, what: str) -> None:
         expected = self.info.dimension
@@ -102,6 +154,7 @@ class Library:
         if command.document_id in self.documents:
             raise Rejected("Conflict", f"document {command.document_id} already exists")
         self._check_batch(command.chunks)
+        rows = self._take_rows(command.chunks)
         code = self.document_columns.allocate(command.document_id)
         self.document_columns.set_fields(code, command.fields)
         record = DocumentRecord(
@@ -109,43 +162,41 @@ class Library:
         )
         self.documents[record.id] = record
         self.document_order.add(record.id)
-        self._insert_chunks(record, command.chunks, command.created_at)
+        self._record_chunks(record, command.chunks, rows, [command.created_at] * len(rows))
         return record
 
     def add_chunks(self, command: AddChunks) -> list[ChunkRecord]:
         record = self.document(command.document_id)
         self._check_batch(command.chunks)
+        rows = self._take_rows(command.chunks)
         record.updated_at = command.updated_at
-        return self._insert_chunks(record, command.chunks, command.updated_at)
+        return self._record_chunks(record, command.chunks, rows, [command.updated_at] * len(rows))
 
-    def _insert_chunks(
-        self, document: DocumentRecord, batch: ChunkBatch, stamp: int
-    ) -> list[ChunkRecord]:
-        if len(batch) == 0:
-            return []
-        rows = self.rows.allocate(len(batch))
-        return self.place_chunks(document, batch, rows, [stamp] * len(batch))
-
-    def place_chunks(
+    def restore_chunks(
         self,
         document: DocumentRecord,
         batch: ChunkBatch,
         rows: npt.NDArray[np.int64],
         updated_at: list[int],
-        index_them: bool = True,
-    ) -> list[ChunkRecord]:
-        """Put a batch's chunks at the given rows (used by apply and restore).
-
-        Restore passes ``index_them=False``: the vectors go into the store and
-        the index is loaded from its saved state afterwards.
-        """
-        if self.index is None:
+    ) -> None:
+        """Put a snapshot's chunks back at their rows. The vectors go into the
+        store only: the index is loaded from its saved state afterwards."""
+        if self.store is None:
             self.open_index(batch.dim)
-        assert self.index is not None and self.store is not None
-        if index_them:
-            self.index.add(rows, batch.matrix())
-        else:
-            self.store.put(rows, batch.matrix())
+        assert self.store is not None
+        self.store.put(rows, batch.matrix())
+        self._record_chunks(document, batch, rows, updated_at)
+
+    def _record_chunks(
+        self,
+        document: DocumentRecord,
+        batch: ChunkBatch,
+        rows: npt.NDArray[np.int64],
+        updated_at: list[int],
+    ) -> list[ChunkRecord]:
+        """Chunk records and columns for a batch whose vectors are stored at ``rows``."""
+        if len(batch) == 0:
+            return []
         self.chunk_columns.set_rows(
             rows,
             self.document_columns.codes[document.id],
@@ -176,17 +227,15 @@ class Library:
         return created
 
     def rebuild_index(self, index_type: str, index_params: dict[str, Any]) -> None:
-        """Replace the index with a new one built over every live row, in row order."""
-        self.info.index_type, self.info.index_params = index_type, dict(index_params)
+        """Replace the index with a new one built over every live row, in row order.
+
+        Raises ValueError, changing nothing, when the new index cannot be built.
+        """
         if self.store is None:
-            return
-        live = np.flatnonzero(self.store.live()).astype(np.int64)
-        vectors = self.store.get(live)
-        self.index = indexes.create(
-            index_type, dim=self.store.dim, metric=self.info.metric, store=self.store,
-            **index_params,
-        )  # fmt: skip
-        self.index.add(live, vectors)
+            indexes.create(index_type, dim=1, metric=self.info.metric, **index_params)
+        else:
+            self.index = self._index_over_live_rows(index_type, index_params)
+        self.info.index_type, self.info.index_params = index_type, dict(index_params)
 
     def update_document(self, command: UpdateDocument) -> DocumentRecord:
         record = self.document(command.document_id)
@@ -206,19 +255,13 @@ class Library:
 
     def update_chunk(self, command: UpdateChunk) -> ChunkRecord:
         chunk = self.chunk(command.chunk_id)
+        row = np.asarray([chunk.row], dtype=np.int64)
         if command.vector is not None:
-            dim = len(command.vector) // 4
-            self._check_dimension(dim, "the new embedding")
+            self._check_dimension(len(command.vector) // 4, "the new embedding")
+            self._index_vectors(row, np.frombuffer(command.vector, dtype="<f4").reshape(1, -1))
         for name, value in command.changes.items():
             setattr(chunk, name, value)
         chunk.updated_at = command.updated_at
-        row = np.asarray([chunk.row], dtype=np.int64)
-        if command.vector is not None:
-            if self.index is None:
-                self.open_index(len(command.vector) // 4)
-            assert self.index is not None
-            vector = np.frombuffer(command.vector, dtype="<f4").reshape(1, -1)
-            self.index.add(row, vector)
         self.chunk_columns.set_rows(
             row,
             self.document_columns.codes[chunk.document_id],

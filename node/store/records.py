@@ -86,6 +86,12 @@ class RowAllocator:
         self.next_row = next_row
         self.free = sorted(free or [])
 
+    def peek(self, count: int) -> npt.NDArray[np.int64]:
+        """The rows :meth:`allocate` would hand out, without taking them."""
+        reused = heapq.nsmallest(min(count, len(self.free)), self.free)
+        fresh = range(self.next_row, self.next_row + count - len(reused))
+        return np.asarray([*reused, *fresh], dtype=np.int64)
+
     def allocate(self, count: int) -> npt.NDArray[np.int64]:
         rows = [heapq.heappop(self.free) for _ in range(min(count, len(self.free)))]
         fresh = count - len(rows)

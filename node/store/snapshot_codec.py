@@ -170,4 +170,4 @@ def _restore_chunks(library: Library, record: dict[str, Any]) -> None:
         vectors=record["vectors"],
     )
     rows = np.asarray([item[1] for item in items], dtype=np.int64)
-    library.place_chunks(document, batch, rows, [item[6] for item in items], index_them=False)
+    library.restore_chunks(document, batch, rows, [item[6] for item in items])

@@ -3,11 +3,16 @@
 ``apply`` is deterministic and never raises for a bad command: a command that
 cannot apply (it raced with another one) yields an :class:`Outcome` with an
 error name from :data:`node.errors.APPLY_ERRORS`, identical on every replica.
+An entry that is not a readable command, or whose handler fails unexpectedly
+(a bug: the service should have refused it), yields an ``ApplyFailed``
+outcome; the library mutations leave no trace when they fail. Only entries
+out of order (or memory running out, which differs between nodes) raise.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -24,6 +29,7 @@ from node.store.records import LibraryInfo, SortedIds
 from wal import EntryKind, LogEntry
 
 log = logging.getLogger("shoal.state")
+_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]+\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +37,22 @@ class Outcome:
     value: Any = None
     error: str | None = None
     detail: str | None = None
+
+
+def _apply_failed(index: int, what: str, exc: Exception) -> Outcome:
+    """The ``ApplyFailed`` outcome of entry ``index``, and an ERROR in the log.
+
+    Its detail comes from the exception's type and the first line of its
+    message, addresses removed, so every replica records the same words.
+    """
+    log.error("entry %d could not be applied: %s", index, what, exc_info=exc)
+    message = _ADDRESS.sub("0x...", str(exc).strip().split("\n", 1)[0])[:300]
+    reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return Outcome(
+        error="ApplyFailed",
+        detail=f"the write was logged but could not be applied, so it changed nothing "
+        f"({what}: {reason}); this is a bug in the node, its log has the details",
+    )
 
 
 class StateMachine:
@@ -55,14 +77,18 @@ class StateMachine:
             cmd.DeleteChunk: self._delete_chunk,
         }
 
-    def reset(self) -> None:
-        """Forget everything (before a snapshot from the leader is loaded)."""
+    def adopt(self, other: StateMachine) -> None:
+        """Take over ``other``'s whole state (a snapshot built aside).
+
+        Readers see the old catalog or the new one, never a half-filled one:
+        each of these is one reference, swapped under the catalog lock.
+        """
         with self.catalog_lock:
-            self.libraries.clear()
-            self.library_order = SortedIds()
-            self.names.clear()
-        self.requests.clear()
-        self.applied_index = self.applied_term = 0
+            self.libraries = other.libraries
+            self.library_order = other.library_order
+            self.names = other.names
+            self.requests = other.requests
+            self.applied_index, self.applied_term = other.applied_index, other.applied_term
 
     # ------------------------------------------------------------ applying
     def apply(self, entry: LogEntry, want_result: bool = True) -> Outcome:
@@ -71,19 +97,29 @@ class StateMachine:
             raise RuntimeError(f"entry {entry.index} applied after {self.applied_index}")
         outcome = Outcome()
         if entry.kind is EntryKind.COMMAND:
-            command, key = cmd.decode(entry.payload)
-            remembered = self.requests.get(key) if key is not None else None
-            if remembered is not None:
-                outcome = remembered[1]  # a retry that reached the log: not again
-            else:
-                want = want_result or key is not None
-                try:
-                    outcome = Outcome(value=self._handlers[type(command)](command, want))
-                except Rejected as rejected:
-                    outcome = Outcome(error=rejected.error, detail=rejected.detail)
-                if key is not None:
-                    self.remember(key, entry.index, outcome)
+            outcome = self._apply_command(entry, want_result)
         self.applied_index, self.applied_term = entry.index, entry.term
+        return outcome
+
+    def _apply_command(self, entry: LogEntry, want_result: bool) -> Outcome:
+        try:
+            command, key = cmd.decode(entry.payload)
+        except Exception as exc:
+            return _apply_failed(entry.index, "the log entry is not a command this node reads", exc)
+        remembered = self.requests.get(key) if key is not None else None
+        if remembered is not None:
+            return remembered[1]  # a retry that reached the log: not again
+        want = want_result or key is not None
+        try:
+            outcome = Outcome(value=self._handlers[type(command)](command, want))
+        except Rejected as rejected:
+            outcome = Outcome(error=rejected.error, detail=rejected.detail)
+        except MemoryError:
+            raise  # not the same on every node: stop rather than diverge
+        except Exception as exc:
+            outcome = _apply_failed(entry.index, f"the {command.op} command failed", exc)
+        if key is not None:
+            self.remember(key, entry.index, outcome)
         return outcome
 
     def remember(self, key: str, index: int, outcome: Outcome) -> None:

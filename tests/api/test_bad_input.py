@@ -234,3 +234,86 @@ def test_api_key(start_node: Callable[..., NodeProcess]) -> None:
         assert api.get("/libraries", headers={"X-API-Key": "s3cret"}).status_code == 200
         bearer = {"Authorization": "Bearer s3cret"}
         assert api.get("/libraries", headers=bearer).status_code == 200
+
+
+# Issue 11, poison entries: a value the index or the views cannot use must be
+# refused before it is logged; once logged it would fail on every replica.
+BAD_INDEX_PARAMS = [
+    ("hnsw", {"ef_construction": 200.5}, "ef_construction must be an integer"),
+    ("hnsw", {"M": True}, "M must be an integer"),
+    ("hnsw", {"ef_search": "64"}, "ef_search must be an integer"),
+    ("hnsw", {"repair_threshold": "all"}, "repair_threshold must be a number"),
+    ("kd_tree", {"leaf_size": 8.5}, "leaf_size must be an integer"),
+    ("lsh", {"tables": 4.0}, "tables must be an integer"),
+    ("lsh", {"seed": -3}, "seed must be an integer"),
+]
+
+
+def takes_writes_and_lists(api: httpx.Client, library_id: str, dimension: int = 3) -> None:
+    chunk = {"text": "later", "embedding": [0.5] * dimension}
+    written = api.post(f"/libraries/{library_id}/documents", json={"chunks": [chunk]})
+    assert written.status_code == 201, written.text
+    listed = api.get(f"/libraries/{library_id}/documents")
+    assert listed.status_code == 200, listed.text
+    assert written.json()["id"] in [item["id"] for item in listed.json()["items"]]
+    assert api.get("/libraries").status_code == 200
+
+
+@pytest.mark.parametrize(("kind", "params", "sentence"), BAD_INDEX_PARAMS)
+def test_index_params_the_index_cannot_use(
+    api: httpx.Client, library: Make, kind: str, params: dict[str, Any], sentence: str
+) -> None:
+    name = f"poison-{kind}-{sorted(params)[0]}"
+    body = {"name": name, "index_type": kind, "index_params": params}
+    problem(api.post("/libraries", json=body), 422, f"index_params for {kind}", sentence)
+    lib = library(index_type=kind, dimension=3)
+    patch = {"index_params": params}
+    problem(api.patch(f"/libraries/{lib['id']}", json=patch), 422, sentence)
+    switch = {"index_type": kind, "index_params": params}
+    flat = library(dimension=3)
+    problem(api.patch(f"/libraries/{flat['id']}", json=switch), 422, sentence)
+    for library_id in (lib["id"], flat["id"]):
+        takes_writes_and_lists(api, library_id)
+    assert api.get(f"/libraries/{lib['id']}").json()["index_params"] == lib["index_params"]
+    assert api.get(f"/libraries/{flat['id']}").json()["index_type"] == "brute_force"
+
+
+@pytest.mark.parametrize(
+    ("kind", "search"),
+    [("hnsw", '{"ef": 1.5}'), ("hnsw", '{"ef": Infinity}'), ("hnsw", '{"ef": true}'),
+     ("lsh", '{"probes": "4"}'), ("lsh", '{"probes": -Infinity}')],
+)  # fmt: skip
+def test_search_params_the_index_cannot_use(
+    api: httpx.Client, library: Make, kind: str, search: str
+) -> None:
+    lib = library(index_type=kind, dimension=3)
+    takes_writes_and_lists(api, lib["id"])
+    body = f'{{"query_embedding": [1, 2, 3], "search_params": {search}}}'
+    response = post_raw(api, f"/libraries/{lib['id']}/query", body)
+    problem(response, 422, "search_params:", "must be an integer")
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_created_at_the_views_cannot_show(api: httpx.Client, lib3: str, moment: str) -> None:
+    words = ("created_at", "between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z")
+    documents = f"/libraries/{lib3}/documents"
+    as_document = {"metadata": {"created_at": moment}, "chunks": [{"embedding": [1, 2, 3]}]}
+    problem(api.post(documents, json=as_document), 422, "metadata.created_at", *words)
+    as_chunk = {"chunks": [{"embedding": [1, 2, 3], "metadata": {"created_at": moment}}]}
+    problem(api.post(documents, json=as_chunk), 422, "chunks[0].metadata.created_at", *words)
+    document = api.get(documents).json()["items"][0]
+    chunk_id = document["chunk_ids"][0]
+    patch = {"metadata": {"created_at": moment}}
+    problem(api.patch(f"{documents}/{document['id']}", json=patch), 422, *words)
+    problem(api.patch(f"/libraries/{lib3}/chunks/{chunk_id}", json=patch), 422, *words)
+    problem(api.post(f"{documents}/{document['id']}/chunks", json=as_chunk), 422, *words)
+    unchanged(api, lib3)
+    takes_writes_and_lists(api, lib3)
+
+
+def test_positions_a_log_entry_cannot_hold(api: httpx.Client, lib3: str) -> None:
+    documents = f"/libraries/{lib3}/documents"
+    huge = {"chunks": [{"embedding": [1, 2, 3], "metadata": {"page_number": 2**64}}]}
+    problem(api.post(documents, json=huge), 422, "chunks[0].metadata.page_number")
+    unchanged(api, lib3)
+    takes_writes_and_lists(api, lib3)
