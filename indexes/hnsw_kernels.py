@@ -12,6 +12,17 @@ Distances are "smaller is better": cosine ``1 - cos``, l2 squared distance,
 dot ``-x.q``. ``aux`` holds per-row inverse norms (cosine) or squared norms
 (l2). ``visited`` is a tag array: a node is visited when its tag equals the
 current one, so clearing it is one increment.
+
+Determinism: every replica builds its own graph from the same log, so all
+that decides the graph (inserting, choosing and repairing neighbours) must
+compute bit-identical distances on any CPU. Those kernels are compiled
+without ``fastmath`` (which lets LLVM reassociate sums, and so sum
+differently for 4-, 8- or 16-wide vectors, and fuse multiply-adds where the
+CPU has FMA) and take dot products with :func:`fixed_dot`, whose summation
+order is written out. Only :func:`search_batch`, which ranks results for a
+query and changes nothing, keeps ``fastmath``. Functions marked
+``inline="always"`` are inlined into their caller before code generation
+and take the caller's flags.
 """
 
 from __future__ import annotations
@@ -20,6 +31,9 @@ from typing import Any
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 from indexes.prefetch import prefetch_links, prefetch_row
 
@@ -28,30 +42,117 @@ L2 = 1
 DOT = 2
 
 
+# --------------------------------------------------------- fixed-order dot
+# Lanes of the explicit vector in fixed_dot. Any CPU runs a <16 x float>
+# operation lane by lane (one AVX-512 register, two AVX ones, four SSE ones),
+# so its results do not depend on the CPU; 16 gives an AVX2 CPU two
+# independent chains of additions to overlap.
+DOT_LANES = 16
+
+
+def _fixed_dot(typingctx: Any, matrix: Any, row: Any, vector: Any) -> Any:  # noqa: ARG001
+    """``matrix[row, :n] . vector[:n]`` (n = len(vector)) in float32, summed in
+    an order written out here: lane ``k`` of DOT_LANES running sums adds the
+    products at ``k, k + DOT_LANES, ...`` of the full blocks; the lanes are
+    then added pairwise ((0+1)+(2+3))+..., and the remaining products one by
+    one. Every operation is a plain IEEE one (no fast-math flags, so no fused
+    multiply-add and no reassociation) as long as the caller is not compiled
+    with fastmath, so every CPU computes the same bits.
+    """
+    if not (
+        isinstance(matrix, types.Array)
+        and isinstance(vector, types.Array)
+        and matrix.ndim == 2
+        and vector.ndim == 1
+        and matrix.layout == "C"
+        and vector.layout == "C"
+        and matrix.dtype == types.float32
+        and vector.dtype == types.float32
+        and isinstance(row, types.Integer)
+    ):
+        return None
+    return types.float32(matrix, row, vector), _fixed_dot_codegen
+
+
+def _fixed_dot_codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+    matrix_type, row_type, vector_type = sig.args
+    matrix = context.make_array(matrix_type)(context, builder, args[0])
+    vector = context.make_array(vector_type)(context, builder, args[2])
+    intp = context.get_value_type(types.intp)
+    zero = ir.Constant(intp, 0)
+    row_index = context.cast(builder, args[1], row_type, types.intp)
+    left = cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
+        context, builder, matrix_type, matrix, [row_index, zero], wraparound=False
+    )
+    right = vector.data
+    size = builder.extract_value(vector.shape, 0)
+    lanes = ir.Constant(intp, DOT_LANES)
+    full = builder.sub(size, builder.srem(size, lanes))
+    f32 = ir.FloatType()
+    wide = ir.VectorType(f32, DOT_LANES)
+
+    zeros = ir.Constant(wide, [0.0] * DOT_LANES)
+    sums = cgutils.alloca_once_value(builder, zeros)  # type: ignore[no-untyped-call]
+    with cgutils.for_range_slice(builder, zero, full, lanes, intp=intp) as (j, _):
+        a = builder.load(builder.bitcast(builder.gep(left, [j]), wide.as_pointer()), align=4)
+        b = builder.load(builder.bitcast(builder.gep(right, [j]), wide.as_pointer()), align=4)
+        builder.store(builder.fadd(builder.load(sums), builder.fmul(a, b)), sums)
+    acc = builder.load(sums)
+    level = [builder.extract_element(acc, ir.Constant(ir.IntType(32), k)) for k in range(DOT_LANES)]
+    while len(level) > 1:
+        level = [builder.fadd(level[k], level[k + 1]) for k in range(0, len(level), 2)]
+
+    total = cgutils.alloca_once_value(builder, level[0])  # type: ignore[no-untyped-call]
+    with cgutils.for_range_slice(builder, full, size, ir.Constant(intp, 1), intp=intp) as (j, _):
+        product = builder.fmul(
+            builder.load(builder.gep(left, [j])), builder.load(builder.gep(right, [j]))
+        )
+        builder.store(builder.fadd(builder.load(total), product), total)
+    return builder.load(total)
+
+
+fixed_dot: Any = intrinsic(_fixed_dot)
+
+
 # ---------------------------------------------------------------- distances
-@numba.njit(inline="always", fastmath=True, cache=True)
+@numba.njit(inline="always", cache=True)
 def _dot(data: np.ndarray, row: int, query: np.ndarray) -> Any:
+    """For search: under a fastmath caller LLVM picks the summation order."""
     total = np.float32(0.0)
     for j in range(query.shape[0]):
         total += data[row, j] * query[j]
     return total
 
 
-@numba.njit(inline="always", fastmath=True, cache=True)
-def distance(
-    data: np.ndarray, aux: np.ndarray, mode: int, row: int, query: np.ndarray, query_aux: float
-) -> Any:
-    product = _dot(data, row, query)
+@numba.njit(inline="always", cache=True)
+def _finish(mode: int, product: Any, row_aux: Any, query_aux: Any) -> Any:
     if mode == COSINE:
-        return 1.0 - product * aux[row] * query_aux
+        return 1.0 - product * row_aux * query_aux
     if mode == L2:
-        return aux[row] + query_aux - 2.0 * product
+        return row_aux + query_aux - 2.0 * product
     return -product
 
 
-@numba.njit(inline="always", fastmath=True, cache=True)
+@numba.njit(inline="always", cache=True)
+def distance(
+    data: np.ndarray, aux: np.ndarray, mode: int, row: int, query: np.ndarray, query_aux: float
+) -> Any:
+    """Search-path distance from ``query`` to ``row``."""
+    return _finish(mode, _dot(data, row, query), aux[row], query_aux)
+
+
+@numba.njit(inline="always", cache=True)
+def fixed_distance(
+    data: np.ndarray, aux: np.ndarray, mode: int, row: int, query: np.ndarray, query_aux: float
+) -> Any:
+    """Build-path distance: the same bits on every CPU when the caller is not fastmath."""
+    return _finish(mode, fixed_dot(data, row, query), aux[row], query_aux)
+
+
+@numba.njit(inline="always", cache=True)
 def row_distance(data: np.ndarray, aux: np.ndarray, mode: int, a: int, b: int) -> Any:
-    return distance(data, aux, mode, a, data[b], aux[b])
+    """Build-path distance between two stored rows."""
+    return fixed_distance(data, aux, mode, a, data[b], aux[b])
 
 
 # -------------------------------------------------------------------- heaps
@@ -144,8 +245,9 @@ def next_tag(visited: np.ndarray, tag: int) -> int:
 
 
 # -------------------------------------------------------------- layer search
-@numba.njit(fastmath=True, cache=True)
-def search_layer(
+@numba.njit(inline="always", cache=True)
+def _search_layer(
+    measure: Any,
     data: np.ndarray,
     aux: np.ndarray,
     mode: int,
@@ -173,9 +275,11 @@ def search_layer(
 ) -> tuple[int, np.ndarray, np.ndarray]:
     """Best ``ef`` acceptable nodes near ``query`` on one level, nearest first.
 
-    Every node is traversed; only nodes that are not tombstoned, pass the
-    mask and are not ``skip`` enter the results. Returns the result count
-    and the (possibly grown) candidate heap arrays.
+    ``measure`` is the distance: :func:`fixed_distance` when building,
+    :func:`distance` when searching. Every node is traversed; only
+    nodes that are not tombstoned, pass the mask and are not ``skip`` enter
+    the results. Returns the result count and the (possibly grown)
+    candidate heap arrays.
     """
     cand_size = 0
     res_size = 0
@@ -206,7 +310,7 @@ def search_layer(
             fresh += 1
         for slot in range(fresh):
             nb = batch[slot]
-            d = distance(data, aux, mode, nb, query, query_aux)
+            d = measure(data, aux, mode, nb, query, query_aux)
             if res_size < ef or d < -res_keys[0]:
                 if cand_size >= cand_keys.shape[0]:
                     grown_keys = np.empty(cand_keys.shape[0] * 2, dtype=cand_keys.dtype)
@@ -249,8 +353,9 @@ def _sort_pairs(keys: np.ndarray, values: np.ndarray, count: int) -> None:
         values[j + 1] = value
 
 
-@numba.njit(fastmath=True, cache=True)
-def greedy_descent(
+@numba.njit(inline="always", cache=True)
+def _greedy_descent(
+    measure: Any,
     data: np.ndarray,
     aux: np.ndarray,
     mode: int,
@@ -267,7 +372,7 @@ def greedy_descent(
 ) -> tuple[int, float]:
     """Walk down from ``top_level`` to ``stop_level + 1`` taking the closest neighbour."""
     current = entry
-    current_distance = distance(data, aux, mode, entry, query, query_aux)
+    current_distance = measure(data, aux, mode, entry, query, query_aux)
     for level in range(top_level, stop_level, -1):
         changed = True
         while changed:
@@ -275,7 +380,7 @@ def greedy_descent(
             for nb in neighbours(
                 current, level, links0, count0, upper_offset, upper_links, upper_count
             ):
-                d = distance(data, aux, mode, nb, query, query_aux)
+                d = measure(data, aux, mode, nb, query, query_aux)
                 if d < current_distance:
                     current_distance = d
                     current = nb
@@ -283,8 +388,102 @@ def greedy_descent(
     return current, current_distance
 
 
-# ------------------------------------------------------ neighbour selection
+# Search-path entry points: fastmath, since they only rank results for a
+# query. The build path inlines the cores above with ``fixed_distance``.
 @numba.njit(fastmath=True, cache=True)
+def search_layer(
+    data: np.ndarray,
+    aux: np.ndarray,
+    mode: int,
+    query: np.ndarray,
+    query_aux: float,
+    entry: int,
+    entry_distance: float,
+    level: int,
+    ef: int,
+    links0: np.ndarray,
+    count0: np.ndarray,
+    upper_offset: np.ndarray,
+    upper_links: np.ndarray,
+    upper_count: np.ndarray,
+    visited: np.ndarray,
+    tag: int,
+    deleted: np.ndarray,
+    mask: np.ndarray,
+    use_mask: bool,
+    skip: int,
+    cand_keys: np.ndarray,
+    cand_values: np.ndarray,
+    res_keys: np.ndarray,
+    res_values: np.ndarray,
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """:func:`_search_layer` with the search-path distance."""
+    return _search_layer(
+        distance,
+        data,
+        aux,
+        mode,
+        query,
+        query_aux,
+        entry,
+        entry_distance,
+        level,
+        ef,
+        links0,
+        count0,
+        upper_offset,
+        upper_links,
+        upper_count,
+        visited,
+        tag,
+        deleted,
+        mask,
+        use_mask,
+        skip,
+        cand_keys,
+        cand_values,
+        res_keys,
+        res_values,
+    )
+
+
+@numba.njit(fastmath=True, cache=True)
+def greedy_descent(
+    data: np.ndarray,
+    aux: np.ndarray,
+    mode: int,
+    query: np.ndarray,
+    query_aux: float,
+    entry: int,
+    top_level: int,
+    stop_level: int,
+    links0: np.ndarray,
+    count0: np.ndarray,
+    upper_offset: np.ndarray,
+    upper_links: np.ndarray,
+    upper_count: np.ndarray,
+) -> tuple[int, float]:
+    """:func:`_greedy_descent` with the search-path distance."""
+    return _greedy_descent(
+        distance,
+        data,
+        aux,
+        mode,
+        query,
+        query_aux,
+        entry,
+        top_level,
+        stop_level,
+        links0,
+        count0,
+        upper_offset,
+        upper_links,
+        upper_count,
+    )
+
+
+# ------------------------------------------------------ neighbour selection
+@numba.njit(cache=True)
 def select_heuristic(
     data: np.ndarray,
     aux: np.ndarray,
@@ -319,7 +518,7 @@ def select_heuristic(
     return chosen
 
 
-@numba.njit(fastmath=True, cache=True)
+@numba.njit(cache=True)
 def _connect_back(
     data: np.ndarray,
     aux: np.ndarray,
@@ -367,7 +566,7 @@ def _connect_back(
 
 
 # ------------------------------------------------------------------- insert
-@numba.njit(fastmath=True, cache=True)
+@numba.njit(cache=True)
 def insert_batch(
     data: np.ndarray,
     aux: np.ndarray,
@@ -413,7 +612,8 @@ def insert_batch(
             continue
         query = data[node]
         query_aux = aux[node]
-        current, current_distance = greedy_descent(
+        current, current_distance = _greedy_descent(
+            fixed_distance,
             data,
             aux,
             mode,
@@ -430,7 +630,8 @@ def insert_batch(
         )
         for lev in range(min(level, max_level), -1, -1):
             tag = next_tag(visited, tag)
-            found, cand_keys, cand_values = search_layer(
+            found, cand_keys, cand_values = _search_layer(
+                fixed_distance,
                 data,
                 aux,
                 mode,
@@ -575,7 +776,7 @@ def search_batch(
 
 
 # ------------------------------------------------------------------- repair
-@numba.njit(fastmath=True, cache=True)
+@numba.njit(cache=True)
 def repair(
     data: np.ndarray,
     aux: np.ndarray,
