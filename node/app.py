@@ -26,8 +26,11 @@ log = logging.getLogger("shoal.node")
 API_VERSION = "0.1.0"
 
 
-def create_app(settings: Settings, embedders: EmbeddingRegistry | None = None) -> FastAPI:
-    engine = Engine(settings)
+def create_app(
+    settings: Settings, embedders: EmbeddingRegistry | None = None, exit_on_failure: bool = False
+) -> FastAPI:
+    """``exit_on_failure``: a node that fails ends its process (``shoal serve``)."""
+    engine = Engine(settings, exit_on_failure)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

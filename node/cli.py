@@ -120,7 +120,7 @@ def serve(settings: Settings) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    app = create_app(settings)
+    app = create_app(settings, exit_on_failure=True)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -14,7 +14,8 @@ from typing import Annotated, Literal
 from fastapi import Depends, Query, Request
 
 from node.deps import EngineDep
-from node.errors import FollowerBehind, InvalidRequest, NoLeader, Unavailable
+from node.errors import FollowerBehind, InvalidRequest, NodeFailed, NoLeader, Unavailable
+from replication.interfaces import NotAccepting
 from replication.raft import NotLeader
 from replication.transport import PeerUnreachable
 
@@ -32,6 +33,8 @@ async def read_barrier(
     raft = engine.raft
     if raft is None:
         raise Unavailable("this node is starting or stopping")
+    if raft.failure is not None:
+        raise NodeFailed(f"this node has failed and serves no reads: {raft.failure}")
     level = consistency or request.headers.get("x-shoal-consistency", "eventual")
     if level not in ("eventual", "session", "linearizable"):
         raise InvalidRequest(
@@ -52,12 +55,18 @@ async def read_barrier(
                 index = await raft.transport.read_index(raft.leader_id)
         except (NotLeader, PeerUnreachable):
             raise NoLeader("the leader could not confirm a read index; retry soon") from None
+        except NotAccepting as exc:
+            raise NodeFailed(f"this node has failed and serves no reads: {exc}") from None
         await _wait(raft.wait_applied, index, raft.applied_index)
 
 
 async def _wait(wait_applied: object, index: int, applied: int) -> None:
     assert callable(wait_applied)
-    if not await wait_applied(index, WAIT_SECONDS):
+    try:
+        reached = await wait_applied(index, WAIT_SECONDS)
+    except NotAccepting as exc:
+        raise NodeFailed(f"this node has failed and serves no reads: {exc}") from None
+    if not reached:
         raise FollowerBehind(
             f"this node has applied up to entry {applied} and did not reach {index} within "
             f"{WAIT_SECONDS:g}s; retry, or read from the leader"

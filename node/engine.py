@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from node.settings import Settings
+from node.snapshot_inbox import SnapshotInbox, TransferKey
 from node.store.digest import state_digest
 from node.store.snapshot_codec import FORMAT, Image, capture, restore
 from node.store.state import StateMachine
@@ -41,11 +42,14 @@ from wal import (
     SnapshotStore,
     StableStore,
 )
-from wal.fileutil import write_atomic
+from wal.fileutil import fsync_dir, write_atomic
 
 log = logging.getLogger("shoal.engine")
 
 KEEP_SNAPSHOTS = 2
+# Exit status of a node that failed (fail-stop); a supervisor restarts it.
+EXIT_FAILED = 75
+EXIT_GRACE_SECONDS = 0.5
 REPLAY_BATCH = 512
 COMMIT_HINT = struct.Struct("<Q")
 HINT_EVERY_SECONDS = 1.0
@@ -55,22 +59,40 @@ class DataDirInUse(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class PreparedInstall:
+    """A leader's snapshot, checked and loaded into a state built aside."""
+
+    index: int
+    term: int
+    path: Path
+    state: StateMachine
+
+
 @dataclass
 class RecoveryReport:
     snapshot_index: int
     replayed: int
     torn_bytes_cut: int
+    # Entries it may have acknowledged were cut: it waits for a newer leader.
+    lost_tail: bool
     seconds: float
 
 
 class Engine:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, exit_on_failure: bool = False) -> None:
         self.settings = settings
+        self.exit_on_failure = exit_on_failure
         self.data_dir = settings.data_dir
         self.state = StateMachine()
         self.log_store = FileLogStore(self.data_dir / "wal", settings.segment_bytes)
         self.stable = StableStore(self.data_dir / "term")
         self.snapshots = SnapshotStore(self.data_dir / "snapshots")
+        for stale in self.snapshots.directory.glob("incoming-*.taken"):
+            stale.unlink()
+        self.inbox = SnapshotInbox(self.snapshots.directory)
+        # Installs of received snapshots under way; the leader polls for them.
+        self.installs: dict[TransferKey, asyncio.Task[bytes]] = {}
         self.faults = FaultRules()
         self.raft: RaftNode | None = None
         self.recovery: RecoveryReport | None = None
@@ -92,7 +114,13 @@ class Engine:
         self.stable.load()
         snapshot_index, snapshot_term = self._restore_snapshot()
         report = self.log_store.open(start_index=snapshot_index + 1, prev_term=snapshot_term)
-        if self.log_store.last_index() < snapshot_index:
+        held = self.log_store.term_at(snapshot_index)
+        if self.log_store.last_index() < snapshot_index or (
+            held is not None and held != snapshot_term
+        ):
+            # The log ends before the snapshot, or disagrees with it (a
+            # snapshot from the leader was installed, and power went before
+            # the log was restarted after it): the snapshot wins.
             self.log_store.reset(snapshot_index + 1, snapshot_term)
         if self.log_store.first_index() > snapshot_index + 1:
             raise CorruptLog(
@@ -101,12 +129,17 @@ class Engine:
             )
         replayed = self._replay(snapshot_index, self._read_commit_hint())
         self.recovery = RecoveryReport(
-            snapshot_index, replayed, report.torn_bytes_cut, time.perf_counter() - started
+            snapshot_index, replayed, report.torn_bytes_cut, report.cut_may_include_acknowledged,
+            time.perf_counter() - started,
         )
         log.info(
             "recovered: snapshot at %d, %d entries replayed, %d torn bytes cut, %.2fs",
             snapshot_index, replayed, report.torn_bytes_cut, self.recovery.seconds,
         )  # fmt: skip
+        if self.recovery.lost_tail:
+            log.warning("entries this node may have acknowledged were cut from its log; it "
+                        "will not vote or stand for election until a leader of a newer term "
+                        "has brought it up to date")  # fmt: skip
 
     async def start(self) -> None:
         """Join the cluster (or lead a cluster of one) on the running loop."""
@@ -123,12 +156,26 @@ class Engine:
         transport = None
         if peers:
             transport = HttpTransport(settings.node_id, peers, settings.cluster_secret,
-                                      config.rpc_timeout, self.faults)  # fmt: skip
+                                      config.rpc_timeout, self.faults,
+                                      settings.snapshot_chunk_bytes)  # fmt: skip
         self.raft = RaftNode(
             config, self.log_store, self.stable, self.state, transport, settings.fsync,
             self._newest_snapshot, after_apply=self._after_apply,
+            lost_tail=self.recovery is not None and self.recovery.lost_tail,
         )  # fmt: skip
+        self.raft.on_failure = self._failed
         await self.raft.start()
+
+    def _failed(self, reason: str) -> None:
+        """The node failed: stop the process (the waiting requests have been
+        answered; give those answers a moment to leave)."""
+        if not self.exit_on_failure:
+            return
+        log.critical("node %s failed (%s); exiting with status %d so it restarts from disk",
+                     self.settings.node_id, reason, EXIT_FAILED)  # fmt: skip
+        timer = threading.Timer(EXIT_GRACE_SECONDS, os._exit, args=(EXIT_FAILED,))
+        timer.daemon = True
+        timer.start()
 
     async def stop(self) -> None:
         self._closing = True
@@ -248,6 +295,9 @@ class Engine:
             self._snapshot_running.release()
 
     def _write_snapshot(self, image: Image) -> SnapshotInfo:
+        newest = self.last_snapshot
+        if newest is not None and image.index <= newest.index:
+            return newest  # a leader's snapshot was installed since the capture
         started = time.perf_counter()
         writer = self.snapshots.begin(image.index, image.term, {"format": FORMAT})
         try:
@@ -257,7 +307,8 @@ class Engine:
             writer.abort()
             raise
         kept = self.snapshots.prune(KEEP_SNAPSHOTS)
-        self.last_snapshot = info
+        if self.last_snapshot is None or info.index > self.last_snapshot.index:
+            self.last_snapshot = info
         if len(kept) == KEEP_SNAPSHOTS and self.raft is not None and self._loop is not None:
             # Entries up to the older kept snapshot are covered twice over.
             asyncio.run_coroutine_threadsafe(self.raft.compact(kept[-1].index), self._loop).result(
@@ -285,31 +336,43 @@ class Engine:
         info = newest[0]
         return info.path, info.index, info.term
 
-    def install_snapshot_file(self, path: Path) -> tuple[int, int]:
-        """Replace the whole state with a snapshot streamed from the leader.
+    def prepare_install(self, path: Path, index: int, term: int) -> PreparedInstall:
+        """Check a received snapshot and load it into a new state, aside.
 
-        Runs on a worker thread while the applier is held. Returns (index, term).
+        Blocking and slow for a large snapshot; runs on a worker thread while
+        the node goes on serving from its current state.
         """
-        info_name = path.name
-        index, term = _parse_incoming(info_name)
-        staged = SnapshotInfo(index, term, path)
         try:
-            meta, records = self.snapshots.read(staged)
-        except CorruptSnapshot:
+            meta, records = self.snapshots.read(SnapshotInfo(index, term, path))
+            if meta.get("format") != FORMAT or meta.get("term") != term:
+                raise CorruptSnapshot(f"the leader's snapshot at {index} has an unexpected meta")
+            fresh = StateMachine()
+            restore(fresh, records, index, term)
+        except BaseException:
             path.unlink(missing_ok=True)
             raise
-        self.state.reset()
-        restore(self.state, records, index, term)
-        final = self.snapshots.directory / f"snapshot-{index:020d}-{term:020d}.snap"
-        os.replace(path, final)
-        self.last_snapshot = SnapshotInfo(index, term, final)
+        return PreparedInstall(index, term, path, fresh)
+
+    def commit_install(self, prepared: PreparedInstall) -> None:
+        """Make the snapshot durable under its final name, then swap the state.
+
+        Runs on the Raft loop with the applier idle and held; the log is
+        trimmed only after this returns.
+        """
+        name = f"snapshot-{prepared.index:020d}-{prepared.term:020d}.snap"
+        final = self.snapshots.directory / name
+        os.replace(prepared.path, final)
+        fsync_dir(self.snapshots.directory)
+        self.state.adopt(prepared.state)
+        self.last_snapshot = SnapshotInfo(prepared.index, prepared.term, final)
+        self._bytes_at_snapshot = self.log_store.bytes_written
         self.snapshots.prune(KEEP_SNAPSHOTS)
         self._digest = None
-        log.info("installed the leader's snapshot at entry %d (term %d)", index, term)
-        return index, term
+        log.info("installed the leader's snapshot at entry %d (term %d)", prepared.index,
+                 prepared.term)  # fmt: skip
 
-    def incoming_snapshot_path(self, leader: str, index: int, term: int) -> Path:
-        return self.snapshots.directory / f"incoming-{leader}-{index:020d}-{term:020d}.part"
+    def discard_install(self, prepared: PreparedInstall) -> None:
+        prepared.path.unlink(missing_ok=True)
 
     # -------------------------------------------------------------- status
     def digest(self) -> tuple[int, str]:
@@ -326,9 +389,3 @@ class Engine:
                 return self._digest
         return self.state.applied_index, digest
 
-
-def _parse_incoming(name: str) -> tuple[int, int]:
-    # incoming-<leader>-<index:020d>-<term:020d>.part
-    stem = name.removesuffix(".part")
-    _, index, term = stem.rsplit("-", 2)
-    return int(index), int(term)

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     snapshot_every_entries: int = Field(10_000, ge=1)
     snapshot_every_bytes: int = Field(256 << 20, ge=1 << 10)
     segment_bytes: int = Field(64 << 20, ge=1 << 12)
+    snapshot_chunk_bytes: int = Field(4 << 20, ge=1 << 12, le=32 << 20)
     max_body_bytes: int = Field(64 << 20, ge=1 << 10)
     api_key: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"

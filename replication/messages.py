@@ -8,7 +8,7 @@ reordered response is recognised and ignored by the core.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_type_hints
 
 import msgpack
 
@@ -80,6 +80,15 @@ class SnapshotResponse(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotProgress(Message):
+    """Local event: the follower ``sender`` took another chunk of the
+    snapshot transfer ``rpc``."""
+
+    kind: ClassVar[str] = "snapshot_progress"
+    rpc: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Unreachable(Message):
     """Local event: an RPC to ``sender`` failed (timeout, refused, dropped)."""
 
@@ -111,11 +120,50 @@ def encode(message: Message) -> bytes:
     return msgpack.packb(body, use_bin_type=True)
 
 
+class MalformedMessage(ValueError):
+    """Bytes that are not a well-formed Raft message."""
+
+
+_FIELD_TYPES: dict[type[Message], dict[str, type]] = {}
+
+
+def _field_types(cls: type[Message]) -> dict[str, type]:
+    known = _FIELD_TYPES.get(cls)
+    if known is None:
+        hints = get_type_hints(cls)
+        known = {item.name: hints[item.name] for item in fields(cls)}
+        _FIELD_TYPES[cls] = known
+    return known
+
+
+def _check_field(name: str, value: object, expected: type) -> None:
+    if expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 63
+    elif expected is bool or expected is str:
+        ok = isinstance(value, expected)
+    else:  # the entries tuple, checked entry by entry in LogEntry.from_wire
+        ok = isinstance(value, list)
+    if not ok:
+        raise MalformedMessage(f"field {name!r} has the wrong type or range: {value!r:.40}")
+
+
 def decode(data: bytes) -> Message:
-    body = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    """Parse and type-check a message; raises :class:`MalformedMessage`."""
+    try:
+        body = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise MalformedMessage(f"not msgpack: {exc}") from None
     if not isinstance(body, dict) or body.get("kind") not in _KINDS:
-        raise ValueError("not a raft message")
+        raise MalformedMessage("not a raft message")
     cls = _KINDS[body.pop("kind")]
+    expected = _field_types(cls)
+    if set(body) != set(expected):
+        raise MalformedMessage(f"a {cls.kind} message needs exactly the fields {sorted(expected)}")
+    for name, value in body.items():
+        _check_field(name, value, expected[name])
     if "entries" in body:
-        body["entries"] = tuple(LogEntry.from_wire(entry) for entry in body["entries"])
+        try:
+            body["entries"] = tuple(LogEntry.from_wire(entry) for entry in body["entries"])
+        except ValueError as exc:
+            raise MalformedMessage(str(exc)) from None
     return cls(**body)

@@ -30,6 +30,7 @@ from replication.messages import (
     AppendRequest,
     AppendResponse,
     Message,
+    SnapshotProgress,
     SnapshotRequest,
     SnapshotResponse,
     Unreachable,
@@ -64,6 +65,7 @@ class RaftLog(Protocol):
     def entries(self, lo: int, hi: int) -> list[LogEntry]: ...
     def append(self, entries: list[LogEntry]) -> None: ...
     def truncate_after(self, index: int) -> None: ...
+    def reset(self, start_index: int, prev_term: int) -> None: ...
 
 
 class TermStore(Protocol):
@@ -81,6 +83,10 @@ class RaftConfig:
     max_inflight: int = 4
     max_entries: int = 512
     max_bytes: int = 8 << 20
+    # A snapshot transfer that reports no progress for this long is given up.
+    snapshot_stall: float = 30.0
+    # After a failed transfer, wait this long before offering another.
+    snapshot_backoff: float = 1.0
 
     def __post_init__(self) -> None:
         low, high = self.election_timeout
@@ -92,20 +98,38 @@ class RaftConfig:
             raise ValueError("peers must not include this node")
 
 
+class PeerState(StrEnum):
+    """How the leader feeds one follower (etcd's Progress states).
+
+    PROBE: where the follower's log matches ours is not known; one append
+    at a time, and only a rejection moves ``next_index`` back. REPLICATE:
+    the follower matched; appends are pipelined. SNAPSHOT: the follower
+    needs entries we compacted; one snapshot transfer is under way and only
+    heartbeats go out beside it.
+    """
+
+    PROBE = "probe"
+    REPLICATE = "replicate"
+    SNAPSHOT = "snapshot"
+
+
 @dataclass
 class Progress:
     """What the leader knows of one follower."""
 
     next_index: int
     match_index: int = 0
-    # Requests sent and not yet answered: rpc -> send time. Appends are
-    # pipelined (next_index moves on when a batch is sent); any rejection,
-    # loss or timeout empties this and restarts from what the follower holds.
-    inflight: dict[int, float] = field(default_factory=dict)
+    state: PeerState = PeerState.PROBE
+    # Appends sent and not yet answered: rpc -> (send time, prev_index).
+    inflight: dict[int, tuple[float, int]] = field(default_factory=dict)
     last_sent: float = -1e9
     last_ack: float = 0.0  # when a response last arrived (check-quorum)
     acked_sent: float = -1e9  # send time of the newest request it answered
-    needs_snapshot: bool = False
+    # In SNAPSHOT state: the transfer under way (0: none, waiting to retry),
+    # when it last made progress, and when a failed one may be retried.
+    snapshot_rpc: int = 0
+    snapshot_seen: float = 0.0
+    snapshot_retry_at: float = 0.0
 
 
 @dataclass
@@ -113,7 +137,10 @@ class Ready:
     save_term: bool = False
     sync_log: bool = False
     messages: list[tuple[str, Message]] = field(default_factory=list)
-    snapshots: list[tuple[str, int]] = field(default_factory=list)  # (peer, rpc)
+    # Transfers to start: (peer, rpc, our term). The runner sends its newest
+    # snapshot and reports back with SnapshotProgress, SnapshotResponse or
+    # Unreachable.
+    snapshots: list[tuple[str, int, int]] = field(default_factory=list)
     commit_index: int = 0
     reads: list[tuple[int, int]] = field(default_factory=list)
     failed_reads: list[int] = field(default_factory=list)
@@ -136,7 +163,11 @@ class RaftCore:
         commit_index: int,
         now: float,
         rng: random.Random | None = None,
+        lost_tail: bool = False,
     ) -> None:
+        """``lost_tail``: this node cut entries off its log at start that it may
+        have acknowledged. Until it hears a leader of a newer term it neither
+        votes nor campaigns: a majority counting it could lack those entries."""
         self.config = config
         self.id = config.node_id
         self.log = log
@@ -157,6 +188,9 @@ class RaftCore:
         self._reads: list[_Read] = []
         self._pending_reads: list[_Read] = []
         self.terms_seen = [term]
+        self.halted = False
+        # A cluster of one has nobody to wait for.
+        self.waits_for_leader_after = term if lost_tail and config.peers else None
         if not config.peers:
             self._election_deadline = now  # a cluster of one elects itself at once
 
@@ -204,11 +238,23 @@ class RaftCore:
         mine = self.log.last_term()
         return last_term > mine or (last_term == mine and last_index >= self.log.last_index())
 
+    def halt(self) -> None:
+        """This node failed: it stops leading and never votes or ticks again."""
+        if self.role is Role.LEADER:
+            self._become_follower(self.term, None, 0.0)
+        self.leader_id = None
+        self.halted = True
+
     # --------------------------------------------------------------- ticks
     def tick(self, now: float) -> None:
+        if self.halted:
+            return
         if self.role is Role.LEADER:
             self._leader_tick(now)
         elif now >= self._election_deadline:
+            if self.waits_for_leader_after is not None:
+                self._election_deadline = now + self._random_timeout()
+                return
             self._start_pre_vote(now)
 
     def _start_pre_vote(self, now: float) -> None:
@@ -258,6 +304,7 @@ class RaftCore:
         self.leader_id = self.id
         self._became_leader_at = now
         nxt = self.log.last_index() + 1
+        # Where each follower's log matches ours is unknown: probe from our end.
         self.progress = {peer: Progress(nxt, last_ack=now) for peer in self.config.peers}
         # A no-op of our own term: committing it commits everything before it.
         self._append_local(b"", EntryKind.NOOP)
@@ -271,14 +318,19 @@ class RaftCore:
                 self._become_follower(self.term, None, now)
                 return
         for progress in self.progress.values():
-            if any(now - sent > self.config.rpc_timeout for sent in progress.inflight.values()):
-                self._restart_pipeline(progress)  # treat as lost; re-sent below
+            timed_out = [rpc for rpc, (sent, _) in progress.inflight.items()
+                         if now - sent > self.config.rpc_timeout]  # fmt: skip
+            for rpc in timed_out:
+                self._on_lost(progress, rpc, now)
+            transferring = progress.state is PeerState.SNAPSHOT and progress.snapshot_rpc
+            if transferring and now - progress.snapshot_seen > self.config.snapshot_stall:
+                self._snapshot_failed(progress, now)
         self._broadcast(now, force=False)
 
     # ----------------------------------------------------------- proposals
     def propose(self, payload: bytes, now: float) -> tuple[int, int]:
         """Append a command; returns (index, term). Raises NotLeader."""
-        if self.role is not Role.LEADER:
+        if self.role is not Role.LEADER or self.halted:
             raise NotLeader(self.leader_id)
         index = self._append_local(payload, EntryKind.COMMAND)
         self._broadcast(now, force=False, fresh_only=True)
@@ -297,29 +349,47 @@ class RaftCore:
             self._advance_commit(now)
 
     # -------------------------------------------------------- replication
+    def _on_lost(self, progress: Progress, rpc: int, now: float) -> None:
+        """An append went unanswered (timeout, refused, dropped)."""
+        if progress.inflight.pop(rpc, None) is None:
+            return
+        if progress.state is PeerState.REPLICATE:
+            self._become_probe(progress)
+        elif progress.state is PeerState.PROBE:
+            # Nothing learned: probe again from the same place. Falling back
+            # to match_index here would send a follower that is ahead of us
+            # (a new leader knows no match yet) back to a snapshot.
+            progress.inflight.clear()
+
     @staticmethod
-    def _restart_pipeline(progress: Progress) -> None:
+    def _become_probe(progress: Progress) -> None:
+        progress.state = PeerState.PROBE
         progress.inflight.clear()
         progress.next_index = progress.match_index + 1
 
     def _broadcast(self, now: float, force: bool, fresh_only: bool = False) -> None:
         for peer, progress in self.progress.items():
-            if progress.needs_snapshot and progress.inflight:
-                continue  # one snapshot at a time
-            has_new = progress.next_index <= self.log.last_index()
-            room = len(progress.inflight) < self.config.max_inflight
             idle = not progress.inflight
             due = now - progress.last_sent >= self.config.heartbeat_interval
+            if progress.state is PeerState.SNAPSHOT:
+                if not progress.snapshot_rpc and now >= progress.snapshot_retry_at:
+                    self._become_probe(progress)  # the back-off is over: try again
+                    self._send_append(peer, progress, now)
+                elif idle and (force or due):
+                    self._send_heartbeat(peer, progress, now)
+                continue
+            limit = self.config.max_inflight if progress.state is PeerState.REPLICATE else 1
+            has_new = progress.next_index <= self.log.last_index()
+            room = len(progress.inflight) < limit
             if (has_new and room) or (idle and (force or (due and not fresh_only))):
                 self._send_append(peer, progress, now)
 
     def _send_append(self, peer: str, progress: Progress, now: float) -> None:
+        if progress.state is PeerState.SNAPSHOT:
+            self._send_heartbeat(peer, progress, now)
+            return
         if progress.next_index < self.log.first_index():
-            progress.needs_snapshot = True
-            rpc = self._next_rpc()
-            progress.inflight = {rpc: now}
-            progress.last_sent = now
-            self._ready.snapshots.append((peer, rpc))
+            self._begin_snapshot(peer, progress, now)
             return
         prev = progress.next_index - 1
         prev_term = self.log.term_at(prev)
@@ -333,9 +403,9 @@ class RaftCore:
                 entries = entries[:n]
                 break
         rpc = self._next_rpc()
-        progress.inflight[rpc] = now
+        progress.inflight[rpc] = (now, prev)
         progress.last_sent = now
-        if entries:
+        if entries and progress.state is PeerState.REPLICATE:
             progress.next_index = entries[-1].index + 1  # optimistic: pipeline the next batch
         self._send(
             peer,
@@ -343,6 +413,32 @@ class RaftCore:
                 self.term, self.id, prev, prev_term, tuple(entries), self.commit_index, rpc
             ),
         )
+
+    def _send_heartbeat(self, peer: str, progress: Progress, now: float) -> None:
+        """While a snapshot travels: keep the follower's election timer and
+        our check-quorum fed, with an empty append at our log's base."""
+        prev = self.log.first_index() - 1
+        prev_term = self.log.term_at(prev)
+        assert prev_term is not None
+        rpc = self._next_rpc()
+        progress.inflight[rpc] = (now, prev)
+        progress.last_sent = now
+        commit = min(self.commit_index, progress.match_index)
+        self._send(peer, AppendRequest(self.term, self.id, prev, prev_term, (), commit, rpc))
+
+    def _begin_snapshot(self, peer: str, progress: Progress, now: float) -> None:
+        progress.state = PeerState.SNAPSHOT
+        progress.inflight.clear()
+        progress.snapshot_rpc = self._next_rpc()
+        progress.snapshot_seen = now
+        progress.last_sent = now
+        self._ready.snapshots.append((peer, progress.snapshot_rpc, self.term))
+
+    def _snapshot_failed(self, progress: Progress, now: float) -> None:
+        """Wait a little before the next transfer (the follower may be down),
+        heartbeating meanwhile so it is not taken for silent."""
+        progress.snapshot_rpc = 0
+        progress.snapshot_retry_at = now + self.config.snapshot_backoff
 
     def _advance_commit(self, now: float) -> None:
         matches = sorted(
@@ -359,14 +455,23 @@ class RaftCore:
     # ----------------------------------------------------------- messages
     def receive(self, message: Message, now: float) -> Message | None:
         """Handle one message; a request gets its response back (to send after
-        the Ready it leaves behind is made durable)."""
-        if isinstance(message, Unreachable):
-            progress = self.progress.get(message.sender)
-            if progress is not None and message.rpc in progress.inflight:
-                self._restart_pipeline(progress)
+        the Ready it leaves behind is made durable).
+
+        A :class:`SnapshotRequest` answered with None means: install that
+        snapshot, then call :meth:`snapshot_installed` for the answer.
+        """
+        if self.halted:
+            raise NotLeader(None)
+        if isinstance(message, (Unreachable, SnapshotProgress)):
+            self._on_local(message, now)
             return None
-        stale_pre_vote = isinstance(message, VoteRequest) and message.pre_vote
-        if message.term > self.term and not stale_pre_vote:
+        # A granted pre-vote echoes the term it was asked about; that term
+        # is not one anybody holds yet, so it must not move ours.
+        pre_vote = isinstance(message, (VoteRequest, VoteResponse)) and message.pre_vote
+        granted_pre_vote = isinstance(message, VoteResponse) and pre_vote and message.granted
+        if message.term > self.term and not (
+            (isinstance(message, VoteRequest) and pre_vote) or granted_pre_vote
+        ):
             if isinstance(message, VoteRequest) and self._leader_is_alive(now):
                 # Someone who cannot see our leader wants an election; a live
                 # leader exists, so neither our term nor our vote changes.
@@ -392,17 +497,34 @@ class RaftCore:
             return None
         raise ValueError(f"unknown message {message!r}")
 
+    def _on_local(self, message: Unreachable | SnapshotProgress, now: float) -> None:
+        progress = self.progress.get(message.sender)
+        if self.role is not Role.LEADER or progress is None:
+            return
+        in_transfer = progress.state is PeerState.SNAPSHOT and progress.snapshot_rpc == message.rpc
+        if isinstance(message, SnapshotProgress):
+            if in_transfer:  # the follower took another chunk: it is alive
+                progress.snapshot_seen = now
+                progress.last_ack = now
+        elif in_transfer:
+            self._snapshot_failed(progress, now)
+        else:
+            self._on_lost(progress, message.rpc, now)
+
     def _leader_is_alive(self, now: float) -> bool:
         if self.role is Role.LEADER:
             return True
         return now - self._last_leader_contact < self.config.election_timeout[0]
 
     def _on_vote_request(self, request: VoteRequest, now: float) -> VoteResponse:
+        if self.waits_for_leader_after is not None:
+            return VoteResponse(self.term, self.id, False, request.pre_vote, request.rpc)
         up_to_date = self._log_up_to_date(request.last_index, request.last_term)
         if request.pre_vote:
             granted = (request.term > self.term and up_to_date
                        and not self._leader_is_alive(now))  # fmt: skip
-            return VoteResponse(self.term, self.id, granted, True, request.rpc)
+            term = request.term if granted else self.term
+            return VoteResponse(term, self.id, granted, True, request.rpc)
         granted = (
             request.term == self.term and self.voted_for in (None, request.sender) and up_to_date
         )
@@ -414,7 +536,8 @@ class RaftCore:
     def _on_vote_response(self, response: VoteResponse, now: float) -> None:
         if not response.granted:
             return
-        if response.pre_vote and self.role is Role.PRE_CANDIDATE:
+        if (response.pre_vote and self.role is Role.PRE_CANDIDATE
+                and response.term == self.term + 1):  # fmt: skip
             self._votes.add(response.sender)
             if len(self._votes) >= self.quorum:
                 self._start_election(now)
@@ -427,6 +550,9 @@ class RaftCore:
     def _heard_from_leader(self, leader: str, now: float) -> None:
         if self.role is not Role.FOLLOWER or self.leader_id != leader:
             self._become_follower(self.term, leader, now)
+        waited = self.waits_for_leader_after
+        if waited is not None and self.term > waited:
+            self.waits_for_leader_after = None  # that leader holds what we lost
         self._last_leader_contact = now
         self._election_deadline = now + self._random_timeout()
 
@@ -480,9 +606,12 @@ class RaftCore:
             self._ready.sync_log = True
             break
         match = prev + len(entries)
-        if request.commit > self.commit_index:
-            self.commit_index = min(request.commit, match)
-            self._ready.commit_index = self.commit_index
+        # A late request confirms less than we already know is committed;
+        # the commit index never goes back.
+        commit = min(request.commit, match)
+        if commit > self.commit_index:
+            self.commit_index = commit
+            self._ready.commit_index = commit
         return AppendResponse(self.term, self.id, True, match, rpc=request.rpc)
 
     def _on_append_response(self, response: AppendResponse, now: float) -> None:
@@ -493,58 +622,108 @@ class RaftCore:
         if sent is None:
             if response.success and response.match_index > progress.match_index:
                 progress.match_index = response.match_index  # a late but valid answer
-                progress.next_index = max(progress.next_index, response.match_index + 1)
+                if progress.state is not PeerState.SNAPSHOT:
+                    progress.next_index = max(progress.next_index, response.match_index + 1)
                 self._advance_commit(now)
             return
+        sent_at, sent_prev = sent
         progress.last_ack = now
-        progress.acked_sent = max(progress.acked_sent, sent)
+        progress.acked_sent = max(progress.acked_sent, sent_at)
+        if progress.state is PeerState.SNAPSHOT:
+            # A heartbeat beside a transfer: contact, and maybe a match.
+            if response.success and response.match_index > progress.match_index:
+                progress.match_index = response.match_index
+                self._advance_commit(now)
+            self._release_reads()
+            return
         if response.success:
             progress.match_index = max(progress.match_index, response.match_index)
             progress.next_index = max(progress.next_index, progress.match_index + 1)
+            if progress.state is PeerState.PROBE:
+                progress.state = PeerState.REPLICATE
+                progress.inflight.clear()  # probes are not pipelined; none is due
             self._advance_commit(now)
+        elif sent_prev < progress.match_index:
+            # Refused a request older than what the follower has since
+            # confirmed (the network reordered them): it tells us nothing.
+            pass
         else:
-            hint = response.conflict_index
-            if response.conflict_term:
-                # Our last entry of the follower's conflicting term, if we have one.
-                index = self.log.last_index()
-                while (
-                    index >= self.log.first_index()
-                    and (self.log.term_at(index) or 0) > response.conflict_term
-                ):
-                    index -= 1
-                if self.log.term_at(index) == response.conflict_term:
-                    hint = index + 1
-            if hint <= progress.match_index:
-                # The follower no longer holds entries it acknowledged: its disk
-                # lost a damaged tail. Start again from what it does hold.
-                progress.match_index = max(0, hint - 1)
-            progress.inflight.clear()  # later requests in the pipeline fail too
-            progress.next_index = max(progress.match_index + 1, min(hint, progress.next_index - 1))
+            self._on_rejected(progress, response)
         self._release_reads()
-        if not response.success or (
-            progress.next_index <= self.log.last_index()
-            and len(progress.inflight) < self.config.max_inflight
-        ):
+        limit = self.config.max_inflight if progress.state is PeerState.REPLICATE else 1
+        has_new = progress.next_index <= self.log.last_index()
+        if len(progress.inflight) < limit and (has_new or not response.success):
             self._send_append(response.sender, progress, now)
 
-    def _on_snapshot(self, request: SnapshotRequest, now: float) -> SnapshotResponse:
-        """The transport installed the leader's snapshot; align with it."""
-        if request.term >= self.term:
-            self._heard_from_leader(request.sender, now)
-        if request.last_index > self.commit_index:
-            self.commit_index = request.last_index
-            self._ready.commit_index = self.commit_index
-        return SnapshotResponse(self.term, self.id, request.last_index, request.rpc)
+    def _on_rejected(self, progress: Progress, response: AppendResponse) -> None:
+        hint = response.conflict_index
+        if response.conflict_term:
+            # Our last entry of the follower's conflicting term, if we have one.
+            index = self.log.last_index()
+            while (
+                index >= self.log.first_index()
+                and (self.log.term_at(index) or 0) > response.conflict_term
+            ):
+                index -= 1
+            if self.log.term_at(index) == response.conflict_term:
+                hint = index + 1
+        if hint <= progress.match_index:
+            # The follower no longer holds entries it acknowledged: its disk
+            # lost a damaged tail. Start again from what it does hold.
+            progress.match_index = max(0, hint - 1)
+        next_index = max(progress.match_index + 1, min(hint, progress.next_index - 1))
+        self._become_probe(progress)
+        progress.next_index = next_index
+
+    def _on_snapshot(self, request: SnapshotRequest, now: float) -> SnapshotResponse | None:
+        """A leader offers a snapshot up to ``last_index``.
+
+        Install it only when it holds entries we do not know are committed;
+        otherwise we already have everything it holds (in our log or our own
+        snapshot), and installing it would roll our state back.
+        """
+        if request.term < self.term:
+            return SnapshotResponse(self.term, self.id, 0, request.rpc)
+        if self.role is Role.LEADER:
+            raise SafetyViolation(f"two leaders in term {self.term}: {self.id}, {request.sender}")
+        self._heard_from_leader(request.sender, now)
+        if request.last_index <= self.commit_index:
+            return SnapshotResponse(self.term, self.id, request.last_index, request.rpc)
+        return None
+
+    def snapshot_installed(
+        self, leader: str, last_index: int, last_term: int, rpc: int, now: float
+    ) -> SnapshotResponse:
+        """The state now equals the leader's snapshot (made durable first).
+
+        Our log is kept after the snapshot when it agrees with it there;
+        otherwise it restarts right after the snapshot.
+        """
+        if last_index <= self.commit_index:
+            raise SafetyViolation(
+                f"snapshot at {last_index} installed over committed entries up to "
+                f"{self.commit_index}"
+            )
+        if self.log.term_at(last_index) != last_term or self.log.first_index() > last_index + 1:
+            self.log.reset(last_index + 1, last_term)
+            self.synced_index = last_index
+        self.commit_index = last_index
+        self._ready.commit_index = last_index
+        if self.leader_id == leader:
+            self._last_leader_contact = now
+            self._election_deadline = now + self._random_timeout()
+        return SnapshotResponse(self.term, self.id, last_index, rpc)
 
     def _on_snapshot_response(self, response: SnapshotResponse, now: float) -> None:
         progress = self.progress.get(response.sender)
         if self.role is not Role.LEADER or progress is None or response.term != self.term:
             return
-        progress.inflight.clear()
-        progress.needs_snapshot = False
+        if progress.state is not PeerState.SNAPSHOT or response.rpc != progress.snapshot_rpc:
+            return  # an answer to a transfer we gave up on
         progress.last_ack = now
+        progress.snapshot_rpc = 0
         progress.match_index = max(progress.match_index, response.match_index)
-        progress.next_index = progress.match_index + 1
+        self._become_probe(progress)
         self._advance_commit(now)
         self._send_append(response.sender, progress, now)
 

@@ -30,8 +30,8 @@ from replication.interfaces import Applier, Committed, FsyncPolicy, NotAccepting
 from replication.messages import (
     AppendRequest,
     Message,
+    SnapshotProgress,
     SnapshotRequest,
-    SnapshotResponse,
     Unreachable,
     VoteRequest,
 )
@@ -43,6 +43,9 @@ log = logging.getLogger("shoal.raft")
 
 TICK_SECONDS = 0.05
 MAX_EVENTS = 2048
+# No await on the Raft loop waits forever: an answer that does not come by
+# then means the loop is stuck or failed, and the caller is told so.
+LOOP_ANSWER_SECONDS = 30.0
 
 
 class ProposalLost(Exception):
@@ -99,8 +102,10 @@ class RaftNode:
         newest_snapshot: Callable[[], tuple[Path, int, int] | None],
         after_apply: Callable[[int], None] | None = None,
         rng: random.Random | None = None,
+        lost_tail: bool = False,
     ) -> None:
         self.config = config
+        self.lost_tail = lost_tail
         self.node_id = config.node_id
         self.log_store = log_store
         self.stable = stable
@@ -130,6 +135,9 @@ class RaftNode:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
         self.last_contact: dict[str, float] = {}
+        self._transfers: dict[str, asyncio.Task[None]] = {}
+        # Called once, on the loop, when this node fails (see _fail).
+        self.on_failure: Callable[[str], None] | None = None
 
     # ------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -137,7 +145,7 @@ class RaftNode:
         value = self.stable.value
         now = time.monotonic()
         self.core = RaftCore(self.config, self.log_store, value.term, value.voted_for,
-                             self.applied_index, now, self.rng)  # fmt: skip
+                             self.applied_index, now, self.rng, self.lost_tail)  # fmt: skip
         self._running = True
         self._apply_thread = threading.Thread(target=self._apply_forever, name="shoal-apply",
                                               daemon=True)  # fmt: skip
@@ -156,6 +164,7 @@ class RaftNode:
         for _, future in self._proposals.values():
             if not future.done():
                 future.set_exception(OutcomeUnknown("the node stopped before the write finished"))
+        self._fail_waiters("the node is stopping")
         if self.transport is not None:
             await self.transport.close()
 
@@ -200,30 +209,51 @@ class RaftNode:
 
     async def handle_message(self, message: Message) -> Message | None:
         """An RPC from a peer; the answer leaves only after it is durable."""
+        if self.failure is not None:
+            raise NotAccepting(self.failure)
         self.last_contact[message.sender] = time.monotonic()
         future: asyncio.Future[Message | None] = asyncio.get_running_loop().create_future()
         self._events.put_nowait(_Inbound(message, future))
-        return await future
+        answer: Message | None = await self._answer(future)
+        return answer
 
     async def read_index(self) -> int:
         """Leader only: a commit index that is safe for a linearizable read."""
+        if self.failure is not None:
+            raise NotAccepting(self.failure)
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._events.put_nowait(_Read(future))
-        return await future
+        index: int = await self._answer(future)
+        return index
+
+    async def _answer(self, future: asyncio.Future[Any]) -> Any:
+        try:
+            return await asyncio.wait_for(future, LOOP_ANSWER_SECONDS)
+        except TimeoutError:
+            raise NotAccepting(
+                f"the raft loop did not answer in {LOOP_ANSWER_SECONDS:.0f} s"
+            ) from None
 
     async def wait_applied(self, index: int, timeout: float) -> bool:
         if self.applied_index >= index:
             return True
+        if self.failure is not None:
+            raise NotAccepting(self.failure)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((index, future))
+        waiter = (index, future)
+        self._waiters.append(waiter)
         try:
             await asyncio.wait_for(asyncio.shield(future), timeout)
             return True
         except TimeoutError:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
             return False
 
     async def run_on_loop(self, chore: Callable[[], Awaitable[Any]]) -> Any:
         """Run ``chore`` between batches, where the log may be touched."""
+        if self.failure is not None:
+            raise NotAccepting(self.failure)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._events.put_nowait(_Chore(chore, future))
         return await future
@@ -239,19 +269,57 @@ class RaftNode:
                 batch.append(self._events.get_nowait())
             try:
                 await self._process(batch)
+            except asyncio.CancelledError:
+                raise
             except SafetyViolation as exc:
                 self._fail(f"raft safety check failed: {exc}")
-                raise
+                return
             except OSError as exc:
                 self._fail(f"the write-ahead log could not be written: {exc}")
                 return
+            except Exception as exc:  # a bug: stop rather than go on in an unknown state
+                log.exception("the raft loop failed")
+                self._fail(f"the raft loop failed: {exc!r}")
+                return
 
     def _fail(self, reason: str) -> None:
+        """Fail-stop: this node stops leading, voting and applying for good.
+
+        Everyone waiting is answered at once; ``on_failure`` (the process)
+        decides what comes next, normally an exit so a supervisor restarts
+        the node from what is on disk.
+        """
+        if self.failure is not None:
+            return
         self.failure = reason
-        log.critical("%s; refusing writes until restart", reason)
+        self._running = False
+        log.critical("%s; this node stops taking part in the cluster", reason)
+        if self.core is not None:
+            self.core.halt()
         for _, future in self._proposals.values():
             if not future.done():
                 future.set_exception(OutcomeUnknown(reason))
+        self._fail_waiters(reason)
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+        if self.on_failure is not None:
+            self.on_failure(reason)
+
+    def _fail_waiters(self, reason: str) -> None:
+        for future in self._reads.values():
+            if not future.done():
+                future.set_exception(NotAccepting(reason))
+        self._reads.clear()
+        for _, waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(NotAccepting(reason))
+        self._waiters.clear()
+        while not self._events.empty():
+            event = self._events.get_nowait()
+            waiting: asyncio.Future[Any] | None = getattr(event, "future", None)
+            if waiting is not None and not waiting.done():
+                waiting.set_exception(NotAccepting(reason))
 
     async def _process(self, batch: list[Any]) -> None:
         assert self.core is not None
@@ -278,6 +346,11 @@ class RaftNode:
                 await self._flush(now)
                 try:
                     event.future.set_result(await event.run())
+                except (OSError, SafetyViolation) as exc:
+                    # The disk or a safety rule failed inside the chore: the
+                    # node fails (the event loop catches this), its caller too.
+                    event.future.set_exception(NotAccepting(f"{exc}"))
+                    raise
                 except Exception as exc:
                     event.future.set_exception(exc)
         await self._flush(now)
@@ -331,8 +404,11 @@ class RaftNode:
 
     def _dispatch(self, ready: Ready) -> None:
         self._dispatch_requests(ready)
-        for peer, rpc in ready.snapshots:
-            self._spawn(self._send_snapshot(peer, rpc))
+        for peer, rpc, term in ready.snapshots:
+            self._start_transfer(peer, rpc, term)
+        if self._transfers and self.core is not None and self.core.role is not Role.LEADER:
+            for task in self._transfers.values():  # a deposed leader sends nothing
+                task.cancel()
         for read_id, index in ready.reads:
             future = self._reads.pop(read_id, None)
             if future is not None and not future.done():
@@ -354,20 +430,45 @@ class RaftNode:
         self.last_contact[peer] = time.monotonic()
         self._events.put_nowait(_Inbound(answer, None))
 
-    async def _send_snapshot(self, peer: str, rpc: int) -> None:
-        assert self.transport is not None and self.core is not None
+    def _start_transfer(self, peer: str, rpc: int, term: int) -> None:
+        """One snapshot transfer per follower: a new one replaces the old."""
+        old = self._transfers.pop(peer, None)
+        if old is not None:
+            old.cancel()
+        task: asyncio.Task[None] = asyncio.ensure_future(self._send_snapshot(peer, rpc, term))
+        self._transfers[peer] = task
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._tasks.discard(finished)
+            if self._transfers.get(peer) is finished:
+                del self._transfers[peer]
+
+        task.add_done_callback(done)
+
+    async def _send_snapshot(self, peer: str, rpc: int, leader_term: int) -> None:
+        assert self.transport is not None
         newest = self.newest_snapshot()
         if newest is None:
             self._events.put_nowait(_Inbound(Unreachable(0, peer, rpc), None))
             return
         path, index, term = newest
+
+        def progressed() -> None:
+            self.last_contact[peer] = time.monotonic()
+            self._events.put_nowait(_Inbound(SnapshotProgress(0, peer, rpc), None))
+
+        started = time.monotonic()
         try:
-            answer = await self.transport.send_snapshot(peer, path, index, term, self.core.term,
-                                                        rpc)  # fmt: skip
+            answer = await self.transport.send_snapshot(
+                peer, path, index, term, leader_term, rpc, progressed
+            )
         except PeerUnreachable as exc:
-            log.warning("snapshot to %s failed: %s", peer, exc)
+            log.warning("snapshot %d to %s failed: %s", index, peer, exc)
             self._events.put_nowait(_Inbound(Unreachable(0, peer, rpc), None))
             return
+        log.info("snapshot at entry %d sent to %s in %.2fs", index, peer,
+                 time.monotonic() - started)  # fmt: skip
         self._events.put_nowait(_Inbound(answer, None))
 
     # ---------------------------------------------------------------- apply
@@ -403,10 +504,19 @@ class RaftNode:
                     outcomes.append((entry.index, entry.term, outcome))
                 self.stats.apply_seconds += time.perf_counter() - started
                 applied = entries[-1].index
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._applied, applied, outcomes)
-            if self.after_apply is not None:
-                self.after_apply(applied)
+                assert self._loop is not None
+                self._loop.call_soon_threadsafe(self._applied, applied, outcomes)
+                # Still under the lock: a snapshot captured here must not meet
+                # an install swapping the state underneath it.
+                if self.after_apply is not None:
+                    try:
+                        self.after_apply(applied)
+                    except Exception as exc:  # e.g. the commit hint could not be written
+                        log.exception("after applying entry %d", applied)
+                        self._loop.call_soon_threadsafe(
+                            self._fail, f"after applying entry {applied}: {exc!r}"
+                        )
+                        return
 
     def _applied(self, applied: int, outcomes: list[tuple[int, int, object]]) -> None:
         """On the loop: complete proposals and wake readers waiting for ``applied``."""
@@ -439,36 +549,50 @@ class RaftNode:
     # ------------------------------------------------------------- snapshots
     async def install_snapshot(
         self,
-        restore: Callable[[], tuple[int, int]],
-        leader: str,
-        leader_term: int,
-        rpc: int,
-    ) -> Message | None:
-        """Replace the state with a snapshot the leader streamed to us.
+        offer: SnapshotRequest,
+        prepare: Callable[[], Any],
+        commit: Callable[[Any], None],
+        discard: Callable[[Any], None],
+    ) -> Message:
+        """Install a snapshot the leader streamed to us, if the core wants it.
 
-        ``restore`` loads the snapshot into the state machine (on a worker
-        thread) and returns its (index, term); the log then restarts after it.
+        ``prepare`` (on a worker thread, off the Raft loop) checks the file
+        and builds the new state aside; ``commit`` makes the file durable
+        under its final name and swaps the state in with one reference. Only
+        then does the core trim or restart the log, so a power cut at any
+        point leaves either the old state with its log or the new state.
         """
+        answer = await self.handle_message(offer)
+        if answer is not None:
+            return answer  # a stale leader, or nothing we do not already hold
+        prepared = await asyncio.to_thread(prepare)
 
-        async def chore() -> Message | None:
+        async def chore() -> Message:
             assert self.core is not None
-            if leader_term < self.core.term:  # a deposed leader's snapshot: ignore it
-                return SnapshotResponse(self.core.term, self.node_id, 0, rpc)
+            now = time.monotonic()
+            again = self.core.receive(offer, now)
+            if again is not None:  # our commit index moved past it meanwhile
+                discard(prepared)
+                await self._flush(now)
+                return again
             await self.wait_idle_applier()
-            with self.applying_lock:
-                index, term = await asyncio.to_thread(restore)
-            if self.log_store.last_index() < index or self.log_store.term_at(index) != term:
-                self.log_store.reset(index + 1, term)
-                self.core.synced_index = index
-            self._handed = max(self._handed, index)
-            self.applied_index = max(self.applied_index, index)
-            self._applied(self.applied_index, [])
-            return self.core.receive(
-                SnapshotRequest(leader_term, leader, index, term, rpc), time.monotonic()
+            if self.failure is not None:
+                raise NotAccepting(self.failure)
+            await asyncio.to_thread(self.applying_lock.acquire)
+            try:
+                commit(prepared)
+            finally:
+                self.applying_lock.release()
+            self._handed = max(self._handed, offer.last_index)
+            self._applied(offer.last_index, [])
+            response = self.core.snapshot_installed(
+                offer.sender, offer.last_index, offer.last_term, offer.rpc, time.monotonic()
             )
+            await self._flush(now)
+            return response
 
-        answer: Message | None = await self.run_on_loop(chore)
-        return answer
+        installed: Message = await self.run_on_loop(chore)
+        return installed
 
     async def compact(self, index: int) -> int:
         async def chore() -> int:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,9 @@ from replication.messages import Message, decode, encode
 SECRET_HEADER = "X-Shoal-Cluster-Secret"
 MSGPACK = "application/msgpack"
 SNAPSHOT_CHUNK = 4 << 20
+SNAPSHOT_CHUNK_SECONDS = 30.0  # one chunk, written by the follower
+SNAPSHOT_INSTALL_SECONDS = 3600.0  # the follower building the new state
+SNAPSHOT_POLL_SECONDS = 0.25
 
 
 class PeerUnreachable(Exception):
@@ -44,6 +49,7 @@ class FaultRules:
     drop_rate: float = 0.0
     duplicate_rate: float = 0.0
     max_delay: float = 0.0
+    snapshot_chunk_delay: float = 0.0  # a slow link for snapshot transfers
     rng: random.Random = field(default_factory=random.Random)
 
     def blocks_outgoing(self, peer: str) -> bool:
@@ -67,14 +73,16 @@ class HttpTransport:
         secret: str | None,
         timeout: float,
         faults: FaultRules,
+        snapshot_chunk_bytes: int = SNAPSHOT_CHUNK,
     ) -> None:
         self.node_id = node_id
+        self.snapshot_chunk_bytes = snapshot_chunk_bytes
         self.peer_urls = peer_urls
         self.faults = faults
         headers = {SECRET_HEADER: secret} if secret else {}
         limits = httpx.Limits(max_connections=16, max_keepalive_connections=8)
         self._client = httpx.AsyncClient(headers=headers, timeout=timeout, limits=limits)
-        self._snapshot_client = httpx.AsyncClient(headers=headers, timeout=120.0)
+        self._snapshot_client = httpx.AsyncClient(headers=headers, timeout=SNAPSHOT_CHUNK_SECONDS)
 
     async def call(self, peer: str, message: Message) -> Message:
         faults = self.faults
@@ -106,32 +114,82 @@ class HttpTransport:
         return response
 
     async def send_snapshot(
-        self, peer: str, path: Path, index: int, term: int, leader_term: int, rpc: int
+        self,
+        peer: str,
+        path: Path,
+        index: int,
+        term: int,
+        leader_term: int,
+        rpc: int,
+        progressed: Callable[[], None],
     ) -> Message:
-        """Stream a snapshot file; the final chunk's answer is the follower's
-        SnapshotResponse once it has installed it."""
-        if self.faults.blocks_outgoing(peer):
-            raise PeerUnreachable(f"link to {peer} is cut (fault injection)")
-        data = await asyncio.to_thread(path.read_bytes)
-        offset = 0
-        while True:
-            chunk = data[offset : offset + SNAPSHOT_CHUNK]
-            done = offset + len(chunk) >= len(data)
-            params: dict[str, str | int] = {"index": index, "term": term, "leader": self.node_id,
-                      "leader_term": leader_term, "rpc": rpc, "offset": offset,
-                      "done": int(done)}  # fmt: skip
+        """Stream a snapshot file from disk, one chunk at a time, in order.
+
+        Each chunk the follower takes calls ``progressed``; any chunk's answer
+        may already be the follower's SnapshotResponse (it needs no snapshot,
+        or installed it after the last chunk). The file stays open, so it may
+        be pruned meanwhile.
+        """
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise PeerUnreachable(f"snapshot {path.name} cannot be read: {exc}") from None
+        try:
+            size = os.fstat(fd).st_size
+            offset = 0
+            while True:
+                if self.faults.blocks_outgoing(peer):
+                    raise PeerUnreachable(f"link to {peer} is cut (fault injection)")
+                if self.faults.snapshot_chunk_delay:
+                    await asyncio.sleep(self.faults.snapshot_chunk_delay)
+                chunk = await asyncio.to_thread(os.pread, fd, self.snapshot_chunk_bytes, offset)
+                done = offset + len(chunk) >= size
+                params: dict[str, str | int] = {"index": index, "term": term,
+                          "leader": self.node_id, "leader_term": leader_term, "rpc": rpc,
+                          "offset": offset, "done": int(done)}  # fmt: skip
+                try:
+                    response = await self._snapshot_client.post(
+                        f"{self.peer_urls[peer]}/_cluster/snapshot", params=params,
+                        content=chunk,
+                        headers={"content-type": "application/octet-stream"},
+                    )  # fmt: skip
+                except httpx.HTTPError as exc:
+                    raise PeerUnreachable(f"{peer}: {exc!r}") from None
+                if response.status_code != 200:
+                    raise PeerUnreachable(
+                        f"{peer} refused snapshot chunk at {offset}: {response.status_code}"
+                    )
+                if response.content:
+                    return decode(response.content)
+                progressed()
+                if done:
+                    break
+                offset += len(chunk)
+        finally:
+            os.close(fd)
+        return await self._await_install(peer, params, progressed)
+
+    async def _await_install(
+        self, peer: str, params: dict[str, str | int], progressed: Callable[[], None]
+    ) -> Message:
+        """The follower builds the new state after the last chunk; each poll
+        it answers (still installing) counts as progress."""
+        deadline = asyncio.get_running_loop().time() + SNAPSHOT_INSTALL_SECONDS
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(SNAPSHOT_POLL_SECONDS)
             try:
                 response = await self._snapshot_client.post(
-                    f"{self.peer_urls[peer]}/_cluster/snapshot", params=params, content=chunk,
-                    headers={"content-type": "application/octet-stream"},
-                )  # fmt: skip
+                    f"{self.peer_urls[peer]}/_cluster/snapshot/status", params=params
+                )
             except httpx.HTTPError as exc:
                 raise PeerUnreachable(f"{peer}: {exc!r}") from None
             if response.status_code != 200:
-                raise PeerUnreachable(f"{peer} refused the snapshot: {response.status_code}")
-            if done:
+                raise PeerUnreachable(f"{peer} failed to install the snapshot: "
+                                      f"{response.status_code}")  # fmt: skip
+            if response.content:
                 return decode(response.content)
-            offset += len(chunk)
+            progressed()
+        raise PeerUnreachable(f"{peer} did not install the snapshot in time")
 
     async def read_index(self, leader: str) -> int:
         """Ask the leader for a linearizable read index."""

@@ -2,8 +2,16 @@
 
 Seeded: a failing run replays exactly from its seed. The network delays,
 drops, duplicates and reorders messages and honours partitions; a crash
-loses whatever a node had not synced. Invariants are checked after every
-delivery, and :meth:`Cluster.final_checks` verifies durability and
+loses whatever a node had not synced. Each node's applier runs behind its
+commit index by a random amount; nodes take snapshots of what they applied
+and compact their logs behind the older of their last two, so followers
+that fall behind catch up by snapshot transfers, which travel (slowly,
+reporting progress), get lost and arrive twice like any message. A disk
+fault (an fsync that fails) stops the node, as the runner does.
+
+Invariants are checked after every delivery (one leader per term, terms
+never go back, no node's applied state ever goes back or differs from what
+was committed), and :meth:`Cluster.final_checks` verifies durability and
 convergence once everything is healed.
 """
 
@@ -13,10 +21,19 @@ import heapq
 import random
 from dataclasses import dataclass, field
 
-from replication.messages import Message, Unreachable, decode, encode
+from replication.messages import (
+    Message,
+    SnapshotProgress,
+    SnapshotRequest,
+    Unreachable,
+    decode,
+    encode,
+)
 from replication.raft import NotLeader, RaftConfig, RaftCore, Ready, Role
 from wal import EntryKind
 from wal.memory_store import MemoryLogStore
+
+Applied = list[tuple[int, int, bytes]]
 
 
 @dataclass
@@ -25,8 +42,13 @@ class SimNode:
     log: MemoryLogStore
     core: RaftCore
     saved_term: tuple[int, str | None] = (0, None)
-    applied: list[tuple[int, int, bytes]] = field(default_factory=list)
+    # Every entry applied so far, from index 1 (a snapshot install replaces it
+    # with the leader's prefix): the state machine, as a list.
+    applied: Applied = field(default_factory=list)
+    # Durable snapshots, newest last: (index, term, applied prefix).
+    snapshots: list[tuple[int, int, Applied]] = field(default_factory=list)
     up: bool = True
+    lives: int = 0  # crashes so far: work started before one dies with it
 
 
 @dataclass(order=True)
@@ -46,8 +68,20 @@ class Cluster:
         drop: float = 0.0,
         duplicate: float = 0.0,
         max_delay: float = 0.02,
+        snapshot_every: int = 0,
+        disk_faults: float = 0.0,
+        apply_lag: int = 0,
     ) -> None:
         self.rng = random.Random(seed)
+        # 0: never snapshot. Otherwise after this many applied entries.
+        self.snapshot_every = snapshot_every
+        self.disk_faults = disk_faults  # chance that one log sync fails
+        self.apply_lag = apply_lag  # the applier trails commit by up to this
+        # (leader, its term, rpc) -> the snapshot that transfer carries
+        self.transfers: dict[tuple[str, int, int], tuple[int, int, Applied]] = {}
+        # Installs under way: (when done, seq, follower, its lives, offer).
+        self.installing: list[tuple[float, int, str, int, SnapshotRequest]] = []
+        self.installs = 0
         self.ids = [f"n{i + 1}" for i in range(size)]
         self.now = 0.0
         self.drop, self.duplicate, self.max_delay = drop, duplicate, max_delay
@@ -70,8 +104,13 @@ class Cluster:
         # Small batches, so followers that fall behind catch up over many
         # requests and commit indexes run ahead of what a request carries.
         config = RaftConfig(node_id, peers, election_timeout=(1.0, 2.0), heartbeat_interval=0.1,
-                            rpc_timeout=0.5, max_entries=3)  # fmt: skip
-        return RaftCore(config, log, term, voted_for, 0, self.now, random.Random(self.rng.random()))
+                            rpc_timeout=0.5, max_entries=3, snapshot_backoff=0.3,
+                            snapshot_stall=3.0)  # fmt: skip
+        node = self.nodes.get(node_id)
+        commit = node.snapshots[-1][0] if node is not None and node.snapshots else 0
+        return RaftCore(
+            config, log, term, voted_for, commit, self.now, random.Random(self.rng.random())
+        )
 
     # ------------------------------------------------------------ network
     def partition(self, *groups: list[str]) -> None:
@@ -86,17 +125,20 @@ class Cluster:
     def heal(self) -> None:
         self.blocked.clear()
 
-    def _post(self, source: str, target: str, message: Message, is_request: bool) -> None:
+    def _post(
+        self, source: str, target: str, message: Message, is_request: bool, after: float = 0.0
+    ) -> None:
         if (source, target) in self.blocked or self.rng.random() < self.drop:
-            if is_request:  # the sender's RPC fails, a little later
-                self._schedule(target, source, Unreachable(0, target, message.rpc), 0.3)
+            # The RPC fails at whoever made it, a little later (a lost answer
+            # looks the same to the caller as a lost request).
+            caller, callee = (source, target) if is_request else (target, source)
+            self._schedule(callee, caller, Unreachable(0, callee, message.rpc), after + 0.3)
             return
         copies = 2 if self.rng.random() < self.duplicate else 1
         for _ in range(copies):
             # through the wire format, so the codec is exercised too
-            self._schedule(
-                source, target, decode(encode(message)), self.rng.uniform(0.001, self.max_delay)
-            )
+            delay = after + self.rng.uniform(0.001, self.max_delay)
+            self._schedule(source, target, decode(encode(message)), delay)
 
     def _schedule(self, source: str, target: str, message: Message, delay: float) -> None:
         self.seq += 1
@@ -111,14 +153,63 @@ class Cluster:
             if ready.save_term:
                 node.saved_term = (core.term, core.voted_for)
             if ready.sync_log:
+                if self.rng.random() < self.disk_faults:
+                    self.crash(node.node_id)  # fsync failed: the node stops
+                    return
                 node.log.sync()
                 core.log_synced(node.log.last_index(), self.now)
             for peer, message in ready.messages:
                 self._post(node.node_id, peer, message, is_request=True)
-            self._apply(node, core.commit_index)
+            for peer, rpc, term in ready.snapshots:
+                self._send_snapshot(node, peer, rpc, term)
+            lag = self.rng.randint(0, self.apply_lag) if self.apply_lag else 0
+            self._apply(node, core.commit_index - lag)
             ready = core.take_ready()
-            if not (ready.save_term or ready.sync_log or ready.messages):
+            if not (ready.save_term or ready.sync_log or ready.messages or ready.snapshots):
                 break
+
+    def _send_snapshot(self, node: SimNode, peer: str, rpc: int, leader_term: int) -> None:
+        """Start a transfer of the node's newest snapshot: a few progress
+        reports, then the offer; lost on the way like any request."""
+        if not node.snapshots:
+            self._schedule(peer, node.node_id, Unreachable(0, peer, rpc), 0.05)
+            return
+        index, term, prefix = node.snapshots[-1]
+        self.transfers[(node.node_id, leader_term, rpc)] = (index, term, prefix)
+        delay = 0.0
+        for _ in range(self.rng.randint(0, 3)):
+            delay += self.rng.uniform(0.05, 0.4)
+            if (peer, node.node_id) not in self.blocked:
+                self._schedule(peer, node.node_id, SnapshotProgress(0, peer, rpc), delay)
+        offer = SnapshotRequest(leader_term, node.node_id, index, term, rpc)
+        self._post(node.node_id, peer, offer, is_request=True, after=delay)
+
+    def _finish_install(self, node_id: str, lives: int, offer: SnapshotRequest) -> None:
+        node = self.nodes[node_id]
+        if not node.up or node.lives != lives:  # it crashed while building
+            self._schedule(node_id, offer.sender, Unreachable(0, node_id, offer.rpc), 0.01)
+            return
+        response = node.core.receive(offer, self.now)  # asked again: things moved on
+        if response is None:
+            response = self._install(node, offer)
+        self._handle_ready(node, node.core.take_ready())
+        if node.up:
+            self._post(node_id, offer.sender, response, is_request=False)
+        self._check(node)
+
+    def _install(self, node: SimNode, offer: SnapshotRequest) -> Message:
+        """The follower's side of a transfer the core asked to install."""
+        index, term, prefix = self.transfers[(offer.sender, offer.term, offer.rpc)]
+        assert index > len(node.applied), (
+            f"{node.node_id} would roll back from {len(node.applied)} to {index}"
+        )
+        for entry_index, entry_term, payload in prefix:
+            seen = self.committed.setdefault(entry_index, (entry_term, payload))
+            assert seen == (entry_term, payload), f"snapshot differs at {entry_index}"
+        node.applied = list(prefix)
+        node.snapshots = [*node.snapshots[-1:], (index, term, list(prefix))]
+        self.installs += 1
+        return node.core.snapshot_installed(offer.sender, index, term, offer.rpc, self.now)
 
     def _apply(self, node: SimNode, commit: int) -> None:
         while len(node.applied) < commit:
@@ -132,6 +223,17 @@ class Cluster:
             key = (node.node_id, index, entry.term)
             if key in self.pending and entry.kind is EntryKind.COMMAND:
                 self.acked.append((index, entry.term, self.pending.pop(key)))
+        self._maybe_snapshot(node)
+
+    def _maybe_snapshot(self, node: SimNode) -> None:
+        """Snapshot what was applied; compact behind the older kept snapshot."""
+        newest = node.snapshots[-1][0] if node.snapshots else 0
+        applied = len(node.applied)
+        if not self.snapshot_every or applied - newest < self.snapshot_every:
+            return
+        node.snapshots = [*node.snapshots[-1:], (applied, node.applied[-1][1], list(node.applied))]
+        if len(node.snapshots) == 2:
+            node.log.compact_until(node.snapshots[0][0])
 
     def _check(self, node: SimNode) -> None:
         core = node.core
@@ -139,12 +241,17 @@ class Cluster:
             holder = self.leaders.setdefault(core.term, node.node_id)
             assert holder == node.node_id, f"two leaders in term {core.term}"
         assert node.saved_term[0] <= core.term
+        assert core.commit_index >= len(node.applied) or not node.up, (
+            f"{node.node_id} applied {len(node.applied)} past its commit {core.commit_index}"
+        )
 
     def crash(self, node_id: str) -> None:
         node = self.nodes[node_id]
         node.up = False
+        node.lives += 1
         node.log.crash()
-        node.applied.clear()
+        # Recovery is the newest snapshot; the log replays once commit is known.
+        node.applied = list(node.snapshots[-1][2]) if node.snapshots else []
         self.pending = {k: v for k, v in self.pending.items() if k[0] != node_id}
 
     def restart(self, node_id: str) -> None:
@@ -178,13 +285,27 @@ class Cluster:
                     self._check(node)
             while self.flights and self.flights[0].deliver_at <= self.now:
                 self._deliver(heapq.heappop(self.flights))
+            while self.installing and self.installing[0][0] <= self.now:
+                self._finish_install(*heapq.heappop(self.installing)[2:])
 
     def _deliver(self, flight: _Flight) -> None:
         node = self.nodes[flight.target]
         if not node.up:
             return
-        response = node.core.receive(flight.message, self.now)
+        message = flight.message
+        if isinstance(message, SnapshotProgress) and not self.nodes[message.sender].up:
+            return  # a follower that is down takes no chunks
+        response = node.core.receive(message, self.now)
+        if response is None and isinstance(message, SnapshotRequest):
+            # The follower builds the new state aside for a while, serving
+            # and answering meanwhile; then it asks its core again.
+            self.seq += 1
+            done_at = self.now + self.rng.uniform(0.0, 0.6)
+            work = (done_at, self.seq, node.node_id, node.lives, message)
+            heapq.heappush(self.installing, work)
         self._handle_ready(node, node.core.take_ready())  # durable before answering
+        if not node.up:
+            return
         if response is not None:
             self._post(node.node_id, flight.source, response, is_request=False)
         self._check(node)
@@ -198,6 +319,8 @@ class Cluster:
         """Heal, let the cluster settle, then: a leader, equal applied state on
         every node, and every acknowledged proposal present."""
         self.heal()
+        self.disk_faults = 0.0
+        self.apply_lag = 0
         for node_id, node in self.nodes.items():
             if not node.up:
                 self.restart(node_id)

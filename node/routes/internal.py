@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from node.deps import EngineDep
 from node.engine import Engine
-from node.errors import MalformedBody, NotFound, ShoalError, Unavailable
-from replication.messages import decode, encode
+from node.errors import MalformedBody, NodeFailed, NotFound, ShoalError, Unavailable
+from node.snapshot_inbox import ChunkOutOfOrder, TransferKey
+from replication.interfaces import NotAccepting
+from replication.messages import MalformedMessage, SnapshotRequest, decode, encode
 from replication.raft import NotLeader
 from replication.runner import RaftNode
 from replication.transport import MSGPACK, SECRET_HEADER, secret_matches
@@ -38,6 +40,8 @@ def _guard(request: Request, engine: Engine, sender: str | None) -> RaftNode:
         raise Unavailable(f"link from {sender} is cut (fault injection)")
     if engine.raft is None:
         raise Unavailable("this node is starting or stopping")
+    if engine.raft.failure is not None:
+        raise NodeFailed(f"this node has failed: {engine.raft.failure}")
     return engine.raft
 
 
@@ -46,44 +50,97 @@ async def raft_message(request: Request, engine: EngineDep) -> Response:
     _check_secret(request, engine)
     try:
         message = decode(await request.body())
-    except Exception as exc:  # msgpack raises several unrelated types
+    except MalformedMessage as exc:
         raise MalformedBody(f"not a raft message: {exc}") from None
+    if isinstance(message, SnapshotRequest):
+        raise MalformedBody("snapshots are offered through /_cluster/snapshot")
     raft = _guard(request, engine, message.sender)
     answer = await raft.handle_message(message)
     return Response(encode(answer) if answer is not None else b"", media_type=MSGPACK)
 
 
-def _write_chunk(path: Path, offset: int, data: bytes) -> None:
-    with open(path, "r+b" if offset else "wb") as handle:
-        handle.seek(offset)
-        handle.write(data)
-        if handle.tell() != offset + len(data):
-            raise OSError("short write of a snapshot chunk")
+class TransferConflict(ShoalError):
+    status = 409
+    slug = "snapshot-transfer-conflict"
+    title = "The snapshot chunk does not continue the transfer under way"
+
+
+def _chunk_params(
+    index: Annotated[int, Query(ge=1, lt=1 << 63)],
+    term: Annotated[int, Query(ge=1, lt=1 << 63)],
+    leader: Annotated[str, Query(max_length=200)],
+    leader_term: Annotated[int, Query(ge=1, lt=1 << 63)],
+    rpc: Annotated[int, Query(ge=0, lt=1 << 63)],
+) -> TransferKey:
+    return TransferKey(leader, leader_term, index, term, rpc)
+
+
+ChunkKey = Annotated[TransferKey, Depends(_chunk_params)]
+
+
+def _offer(key: TransferKey) -> SnapshotRequest:
+    return SnapshotRequest(key.leader_term, key.leader, key.index, key.term, key.rpc)
 
 
 @router.post("/snapshot")
 async def snapshot_chunk(
     request: Request,
     engine: EngineDep,
-    index: int,
-    term: int,
-    leader: str,
-    leader_term: int,
-    rpc: int,
-    offset: int,
-    done: int,
+    key: ChunkKey,
+    offset: Annotated[int, Query(ge=0, lt=1 << 50)],
+    done: Annotated[int, Query(ge=0, le=1)],
 ) -> Response:
-    raft = _guard(request, engine, leader)
-    path = engine.incoming_snapshot_path(leader, index, term)
-    if offset and not path.exists():
-        raise NotFound("no snapshot transfer in progress at that offset")
-    await asyncio.to_thread(_write_chunk, path, offset, await request.body())
-    if not done:
+    """One chunk of a snapshot the leader streams to us. An answer with a
+    body ends the transfer at once (a stale leader, or nothing we need);
+    after the last chunk the leader polls /snapshot/status."""
+    raft = _guard(request, engine, key.leader)
+    if key.leader not in engine.settings.peer_urls():
+        raise Forbidden(f"{key.leader!r} is not a member of this cluster")
+    if offset == 0 or key.leader_term < raft.term:
+        # Ask first: a stale leader learns our term, and a follower that
+        # already holds this much needs no bytes.
+        answer = await raft.handle_message(_offer(key))
+        if answer is not None:
+            return Response(encode(answer), media_type=MSGPACK)
+    try:
+        await asyncio.to_thread(engine.inbox.write, key, offset, await request.body())
+        if not done:
+            return Response(b"", media_type=MSGPACK)
+        path = await asyncio.to_thread(engine.inbox.finish, key)
+    except ChunkOutOfOrder as exc:
+        raise TransferConflict(str(exc)) from None
+    for old in [k for k, task in engine.installs.items() if task.done()]:
+        del engine.installs[old]  # answers nobody came for
+    engine.installs[key] = asyncio.ensure_future(_install(engine, raft, key, path))
+    return Response(b"", media_type=MSGPACK)
+
+
+async def _install(engine: Engine, raft: RaftNode, key: TransferKey, path: Path) -> bytes:
+    try:
+        answer = await raft.install_snapshot(
+            _offer(key),
+            lambda: engine.prepare_install(path, key.index, key.term),
+            engine.commit_install,
+            engine.discard_install,
+        )
+        return encode(answer)
+    finally:
+        path.unlink(missing_ok=True)  # when it was not installed (renamed otherwise)
+        engine.inbox.installed(key)
+
+
+@router.post("/snapshot/status")
+async def snapshot_status(request: Request, engine: EngineDep, key: ChunkKey) -> Response:
+    """The answer to a received snapshot once it is installed; empty while
+    it is still being installed."""
+    _guard(request, engine, key.leader)
+    task = engine.installs.get(key)
+    if task is None:
+        raise NotFound("no install of that snapshot transfer is known here")
+    if not task.done():
         return Response(b"", media_type=MSGPACK)
-    answer = await raft.install_snapshot(
-        lambda: engine.install_snapshot_file(path), leader, leader_term, rpc
-    )
-    return Response(encode(answer) if answer is not None else b"", media_type=MSGPACK)
+    del engine.installs[key]
+    return Response(task.result(), media_type=MSGPACK)
 
 
 @router.post("/read_index")
@@ -93,6 +150,8 @@ async def read_index(request: Request, engine: EngineDep) -> dict[str, int]:
         return {"index": await raft.read_index()}
     except NotLeader:
         raise Unavailable("this node no longer leads") from None
+    except NotAccepting as exc:
+        raise NodeFailed(f"this node has failed: {exc}") from None
 
 
 class Faults(BaseModel):
@@ -101,6 +160,7 @@ class Faults(BaseModel):
     drop_rate: float = Field(0.0, ge=0, le=1)
     duplicate_rate: float = Field(0.0, ge=0, le=1)
     max_delay: float = Field(0.0, ge=0, le=10)
+    snapshot_chunk_delay: float = Field(0.0, ge=0, le=10)
 
 
 @router.get("/faults")
@@ -113,7 +173,8 @@ def _describe(engine: Engine) -> dict[str, Any]:
     faults = engine.faults
     return {"drop_to": sorted(faults.drop_to), "drop_from": sorted(faults.drop_from),
             "drop_rate": faults.drop_rate, "duplicate_rate": faults.duplicate_rate,
-            "max_delay": faults.max_delay}  # fmt: skip
+            "max_delay": faults.max_delay,
+            "snapshot_chunk_delay": faults.snapshot_chunk_delay}  # fmt: skip
 
 
 @router.post("/faults")
@@ -126,4 +187,5 @@ def set_faults(request: Request, engine: EngineDep, body: Faults) -> dict[str, A
     faults.drop_to, faults.drop_from = set(body.drop_to), set(body.drop_from)
     faults.drop_rate, faults.duplicate_rate = body.drop_rate, body.duplicate_rate
     faults.max_delay = body.max_delay
+    faults.snapshot_chunk_delay = body.snapshot_chunk_delay
     return _describe(engine)

@@ -59,6 +59,8 @@ def cluster(engine: EngineDep) -> dict[str, Any]:
         "peers": peer_views(raft, urls, 2 * settings.election_timeout) if raft else [],
         "ready": engine.ready_reason() is None,
         "failure": engine.failure,
+        "waits_for_newer_leader": bool(raft and raft.core and raft.core.waits_for_leader_after
+                                       is not None),
         "wal": {
             "first_index": engine.log_store.first_index() if raft else None,
             "last_index": engine.log_store.last_index() if raft else None,
@@ -72,6 +74,7 @@ def cluster(engine: EngineDep) -> dict[str, Any]:
             "snapshot_index": recovery.snapshot_index,
             "replayed_entries": recovery.replayed,
             "torn_bytes_cut": recovery.torn_bytes_cut,
+            "lost_tail": recovery.lost_tail,
             "seconds": round(recovery.seconds, 3),
         },
         "time": to_iso(now_us()),

@@ -191,13 +191,23 @@ def test_torn_tail_on_one_node(make_cluster: Make) -> None:
     cluster.converged()
     cluster.kill(victim)
     segment = sorted((cluster.nodes[victim].data_dir / "wal").glob("*.wal"))[-1]
-    data = bytearray(segment.read_bytes())
-    data[-3] ^= 0xFF
-    segment.write_bytes(bytes(data))
+    with open(segment, "ab") as handle:  # a write past what was synced, torn by a power cut
+        handle.write(b"\x40\x00\x00\x00\x11\x22\x33\x44half a frame")
     cluster.restart(victim, wait=True)
     assert "cutting a torn tail" in cluster.nodes[victim].log()
+    view = cluster.status(victim)
+    assert view is not None and view["recovery"]["lost_tail"]
+    assert view["waits_for_newer_leader"]  # no votes until a newer leader catches it up
     digest = cluster.converged()
     assert len(digest) == 64
+    cluster.kill(leader)  # a new term: the victim votes again once that leader reaches it
+    cluster.restart(leader)
+    new_leader = cluster.leader(timeout=30)
+    deadline = time.monotonic() + 20
+    while (view := cluster.status(victim)) is None or view["waits_for_newer_leader"]:
+        assert time.monotonic() < deadline, f"{victim} still waits (leader {new_leader})"
+        time.sleep(0.1)
+    cluster.converged()
 
 
 def test_lagging_follower_gets_a_snapshot(make_cluster: Make) -> None:

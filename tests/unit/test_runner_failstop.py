@@ -1,0 +1,140 @@
+"""The runner is fail-stop: a failed applier, commit hook or loop stops the
+node from leading and answers everyone waiting, at once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from replication.interfaces import FsyncPolicy, NotAccepting
+from replication.raft import RaftConfig, Role
+from replication.runner import OutcomeUnknown, RaftNode
+from wal import FileLogStore, LogEntry, StableStore
+
+
+class Applier:
+    def __init__(self, fail_at: int = 0) -> None:
+        self.applied_index = 0
+        self.fail_at = fail_at
+
+    def apply(self, entry: LogEntry, want_result: bool = True) -> object:
+        if entry.index == self.fail_at:
+            raise RuntimeError("the applier broke")
+        self.applied_index = entry.index
+        return None
+
+
+def _node(tmp_path: Path, applier: Applier, after_apply: object = None) -> RaftNode:
+    log = FileLogStore(tmp_path / "wal")
+    log.open()
+    stable = StableStore(tmp_path / "term")
+    stable.load()
+    return RaftNode(
+        RaftConfig("n1", ()), log, stable, applier, None, FsyncPolicy.BATCH,
+        lambda: None, after_apply=after_apply,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+async def _leading(node: RaftNode) -> None:
+    await node.start()
+    for _ in range(200):
+        if node.is_leader:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("a cluster of one did not lead")
+
+
+async def _failed(node: RaftNode) -> None:
+    for _ in range(200):
+        if node.failure is not None:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the node did not fail")
+
+
+def test_failed_applier_stops_leading_and_answers_waiters(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        node = _node(tmp_path, Applier(fail_at=3))  # entry 1 is the leader's no-op
+        failures: list[str] = []
+        node.on_failure = failures.append
+        await _leading(node)
+        assert (await node.propose(b"first")).index == 2
+        waiter = asyncio.ensure_future(node.wait_applied(50, timeout=30))
+        with pytest.raises(OutcomeUnknown):
+            await asyncio.wait_for(node.propose(b"poison"), 5)
+        await _failed(node)
+        assert node.role is not Role.LEADER and node.leader_id is None
+        with pytest.raises(NotAccepting):
+            await asyncio.wait_for(waiter, 1)  # answered at once, not after 30 s
+        with pytest.raises(NotAccepting):
+            await node.propose(b"after")
+        with pytest.raises(NotAccepting):
+            await node.read_index()
+        assert len(failures) == 1 and "applying entry 3" in failures[0]
+        await node.stop()
+
+    asyncio.run(scenario())
+
+
+def test_failed_commit_hook_fails_the_node(tmp_path: Path) -> None:
+    def hook(applied: int) -> None:
+        if applied >= 2:
+            raise OSError(28, "No space left on device")
+
+    async def scenario() -> None:
+        node = _node(tmp_path, Applier(), after_apply=hook)
+        await _leading(node)
+        await node.propose(b"x")
+        await _failed(node)
+        assert "No space left" in (node.failure or "")
+        assert node.role is not Role.LEADER
+        await node.stop()
+
+    asyncio.run(scenario())
+
+
+def test_unexpected_error_in_the_raft_loop_fails_the_node(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        node = _node(tmp_path, Applier())
+        await _leading(node)
+        assert node.core is not None
+
+        def broken(now: float) -> None:
+            raise KeyError("a bug")
+
+        node.core.tick = broken  # type: ignore[method-assign]
+        await _failed(node)
+        assert "raft loop failed" in (node.failure or "")
+        assert node.core.halted
+        await node.stop()
+
+    asyncio.run(scenario())
+
+
+def test_disk_error_while_installing_a_snapshot_fails_the_node(tmp_path: Path) -> None:
+    from replication.messages import SnapshotRequest
+
+    log = FileLogStore(tmp_path / "wal")
+    log.open()
+    stable = StableStore(tmp_path / "term")
+    stable.load()
+    config = RaftConfig("n1", ("n2", "n3"), election_timeout=(100.0, 200.0))
+    node = RaftNode(config, log, stable, Applier(), None, FsyncPolicy.BATCH, lambda: None)
+
+    def commit(prepared: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    async def scenario() -> None:
+        failures: list[str] = []
+        node.on_failure = failures.append
+        await node.start()
+        offer = SnapshotRequest(1, "n2", 10, 1, 7)
+        with pytest.raises(NotAccepting):
+            await node.install_snapshot(offer, lambda: "state", commit, lambda _: None)
+        await _failed(node)
+        assert failures and "Input/output error" in failures[0]
+        await node.stop()
+
+    asyncio.run(scenario())
