@@ -87,6 +87,9 @@ class RaftConfig:
     snapshot_stall: float = 30.0
     # After a failed transfer, wait this long before offering another.
     snapshot_backoff: float = 1.0
+    # A node that lost entries it may have acknowledged waits this long for
+    # a newer leader before it votes and campaigns again (see RaftCore).
+    lost_tail_patience: float = 15.0
 
     def __post_init__(self) -> None:
         low, high = self.election_timeout
@@ -167,7 +170,10 @@ class RaftCore:
     ) -> None:
         """``lost_tail``: this node cut entries off its log at start that it may
         have acknowledged. Until it hears a leader of a newer term it neither
-        votes nor campaigns: a majority counting it could lack those entries."""
+        votes nor campaigns: a majority counting it could lack those entries.
+        If no leader at all appears within ``lost_tail_patience`` (every node
+        of the cluster lost power and cut its tail, say) it takes part again:
+        waiting longer could never end."""
         self.config = config
         self.id = config.node_id
         self.log = log
@@ -191,6 +197,7 @@ class RaftCore:
         self.halted = False
         # A cluster of one has nobody to wait for.
         self.waits_for_leader_after = term if lost_tail and config.peers else None
+        self._patience_until = now + config.lost_tail_patience
         if not config.peers:
             self._election_deadline = now  # a cluster of one elects itself at once
 
@@ -253,8 +260,10 @@ class RaftCore:
             self._leader_tick(now)
         elif now >= self._election_deadline:
             if self.waits_for_leader_after is not None:
-                self._election_deadline = now + self._random_timeout()
-                return
+                if now < self._patience_until or self._last_leader_contact > -1e9:
+                    self._election_deadline = now + self._random_timeout()
+                    return
+                self.waits_for_leader_after = None  # no leader anywhere: take part
             self._start_pre_vote(now)
 
     def _start_pre_vote(self, now: float) -> None:

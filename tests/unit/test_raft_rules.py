@@ -300,3 +300,20 @@ def test_node_that_lost_its_tail_waits_for_a_newer_leader() -> None:
     assert core.waits_for_leader_after is None
     answer = core.receive(VoteRequest(6, "n2", 9, 5, False, 4), 40.0)
     assert isinstance(answer, VoteResponse) and answer.granted
+
+
+def test_lost_tail_wait_ends_when_no_leader_ever_appears() -> None:
+    """Every node of a cluster cut its tail after a power cut: nobody can
+    bring them up to date, so after a while they take part again."""
+    core = RaftCore(CONFIG, MemoryLogStore(), 3, None, 0, 0.0, random.Random(1), lost_tail=True)
+    core.tick(CONFIG.lost_tail_patience - 1)
+    assert core.role is Role.FOLLOWER and core.waits_for_leader_after == 3
+    core.tick(CONFIG.lost_tail_patience + 5)
+    assert core.waits_for_leader_after is None and core.role is Role.PRE_CANDIDATE
+
+
+def test_lost_tail_wait_does_not_end_once_a_leader_was_heard() -> None:
+    core = RaftCore(CONFIG, MemoryLogStore(), 3, None, 0, 0.0, random.Random(1), lost_tail=True)
+    core.receive(AppendRequest(3, "n2", 0, 0, (), 0, 1), 1.0)  # the leader it knew, alive
+    core.tick(CONFIG.lost_tail_patience + 5)  # that leader went quiet
+    assert core.waits_for_leader_after == 3 and core.role is Role.FOLLOWER
