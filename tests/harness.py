@@ -35,13 +35,15 @@ class NodeProcess:
         self.node_id = node_id
         self.env = env or {}
         self.port = free_port()
+        self.host = "127.0.0.1"
+        self.wrapper: list[str] = []  # e.g. ip netns exec NAME: where the node runs
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-{node_id}.log"
         self._log_file: Any = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -53,7 +55,7 @@ class NodeProcess:
 
     def start(self, wait: bool = True, timeout: float = 60.0) -> NodeProcess:
         command = [
-            sys.executable, "-m", "node.cli", "serve",
+            *self.wrapper, sys.executable, "-m", "node.cli", "serve",
             "--data", str(self.data_dir),
             "--port", str(self.port),
             "--node-id", self.node_id,
