@@ -8,7 +8,9 @@ the original node had.
 
 Records: ``{"library": ...}`` then ``{"documents": [...]}`` batches, then
 ``{"chunks": document_id, "items": [...], "vectors": bytes}`` runs in each
-document's chunk order.
+document's chunk order. Libraries and documents come in listing order and
+carry the log index that created them (format 2; format 1 had no such index
+and is not read).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from node.store.records import ChunkRecord, DocumentRecord, LibraryInfo, RowAllo
 from node.store.state import Outcome, StateMachine
 from wal import SnapshotWriter
 
-FORMAT = 1
+FORMAT = 2
 BATCH = 2048
 
 
@@ -89,7 +91,9 @@ def _capture_library(library: Library) -> _LibraryImage:
     for document_id in library.document_order.items:
         record = library.documents[document_id]
         fields = dataclasses.astuple(record.fields)
-        documents.append([record.id, list(fields), record.created_at, record.updated_at])
+        documents.append(
+            [record.id, list(fields), record.created_at, record.updated_at, record.created_index]
+        )
         chunks = [library.chunks[chunk_id] for chunk_id in record.chunk_ids]
         if chunks:
             runs.append((record.id, [_chunk_item(c) for c in chunks], [c.row for c in chunks]))
@@ -135,12 +139,12 @@ def restore(state: StateMachine, records: Iterable[Any], index: int, term: int) 
         elif library is None:
             raise ValueError("snapshot records before their library")
         elif "documents" in record:
-            for document_id, fields, created_at, updated_at in record["documents"]:
+            for document_id, fields, created_at, updated_at, created_index in record["documents"]:
                 document = DocumentRecord(
-                    document_id, DocumentFields(*fields), [], created_at, updated_at
+                    document_id, DocumentFields(*fields), [], created_at, updated_at, created_index
                 )
                 library.documents[document_id] = document
-                library.document_order.add(document_id)
+                library.document_order.add(document_id, created_index)
                 code = library.document_columns.allocate(document_id)
                 library.document_columns.set_fields(code, document.fields)
         else:
