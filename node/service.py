@@ -98,7 +98,7 @@ class Service:
         """
         self.leader_or_redirect()
         key = request_key.get()
-        remembered = self.state.requests.get(key) if key is not None else None
+        remembered = self.state.remembered(key) if key is not None else None
         if remembered is None:
             return None
         index, outcome = remembered

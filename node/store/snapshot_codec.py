@@ -9,8 +9,8 @@ the original node had.
 Records: ``{"library": ...}`` then ``{"documents": [...]}`` batches, then
 ``{"chunks": document_id, "items": [...], "vectors": bytes}`` runs in each
 document's chunk order. Libraries and documents come in listing order and
-carry the log index that created them (format 2; format 1 had no such index
-and is not read).
+carry the log index that created them; remembered answers of keyed writes
+are kept msgpack-encoded (format 2; format 1 had neither and is not read).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import numpy.typing as npt
 from node.commands import ChunkBatch, DocumentFields
 from node.store.library import Library
 from node.store.records import ChunkRecord, DocumentRecord, LibraryInfo, RowAllocator
-from node.store.state import Outcome, StateMachine
+from node.store.remembered import RememberedOutcome
+from node.store.state import StateMachine
 from wal import SnapshotWriter
 
 FORMAT = 2
@@ -114,9 +115,8 @@ def capture(state: StateMachine) -> Image:
 
 
 def request_records(state: StateMachine) -> list[list[Any]]:
-    """The remembered Idempotency-Keys, oldest first."""
-    return [[key, index, outcome.error, outcome.detail, outcome.value]
-            for key, (index, outcome) in state.requests.items()]  # fmt: skip
+    """The remembered Idempotency-Keys, oldest first (safe on any thread)."""
+    return [outcome.record(key) for key, outcome in state.requests.records()]
 
 
 def restore(state: StateMachine, records: Iterable[Any], index: int, term: int) -> None:
@@ -127,8 +127,9 @@ def restore(state: StateMachine, records: Iterable[Any], index: int, term: int) 
     index_state: dict[str, Any] = {}
     for record in records:
         if "requests" in record:
-            for key, entry_index, error, detail, value in record["requests"]:
-                state.remember(key, entry_index, Outcome(value, error, detail))
+            for key, entry_index, error, detail, packed_value in record["requests"]:
+                outcome = RememberedOutcome(entry_index, error, detail, packed_value)
+                state.requests.remember(key, outcome)
         elif "library" in record:
             _load_index(library, index_state)
             library = Library(LibraryInfo(*record["library"]))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,10 +21,10 @@ from typing import Any
 
 import indexes
 from node import commands as cmd
-from node.idempotency import REMEMBERED
 from node.store import views
 from node.store.library import Library, Rejected
 from node.store.records import CreationOrder, LibraryInfo, OrderKey
+from node.store.remembered import RememberedOutcome, RememberedRequests
 from wal import EntryKind, LogEntry
 
 log = logging.getLogger("shoal.state")
@@ -63,8 +62,8 @@ class StateMachine:
         self.catalog_lock = threading.Lock()
         self.applied_index = 0
         self.applied_term = 0
-        # Idempotency-Key -> (log index, outcome) of recent keyed writes.
-        self.requests: OrderedDict[str, tuple[int, Outcome]] = OrderedDict()
+        # The outcomes of recent keyed writes, by Idempotency-Key.
+        self.requests = RememberedRequests()
         # Each handler takes (command, index of its log entry, whether a view is wanted).
         self._handlers: dict[type[cmd.Command], Callable[[Any, int, bool], Any]] = {
             cmd.CreateLibrary: self._create_library,
@@ -107,7 +106,7 @@ class StateMachine:
             command, key = cmd.decode(entry.payload)
         except Exception as exc:
             return _apply_failed(entry.index, "the log entry is not a command this node reads", exc)
-        remembered = self.requests.get(key) if key is not None else None
+        remembered = self.remembered(key) if key is not None else None
         if remembered is not None:
             return remembered[1]  # a retry that reached the log: not again
         want = want_result or key is not None
@@ -124,9 +123,18 @@ class StateMachine:
         return outcome
 
     def remember(self, key: str, index: int, outcome: Outcome) -> None:
-        self.requests[key] = (index, outcome)
-        while len(self.requests) > REMEMBERED:
-            self.requests.popitem(last=False)
+        remembered = RememberedOutcome.of(index, outcome.error, outcome.detail, outcome.value)
+        self.requests.remember(key, remembered)
+
+    def remembered(self, key: str) -> tuple[int, Outcome] | None:
+        """(log index, outcome) of the keyed write ``key``, if still remembered.
+
+        Safe on any thread.
+        """
+        found = self.requests.get(key)
+        if found is None:
+            return None
+        return found.index, Outcome(found.value(), found.error, found.detail)
 
     def _library(self, library_id: str) -> Library:
         library = self.libraries.get(library_id)
