@@ -234,7 +234,11 @@ class Engine:
             return 0, 0
         info, meta, records = found
         if meta.get("format") != FORMAT:
-            raise CorruptLog(f"snapshot {info.path.name} has unknown format {meta.get('format')}")
+            raise CorruptLog(
+                f"snapshot {info.path.name} is in snapshot format {meta.get('format')}, which "
+                f"this Shoal does not read (it reads only format {FORMAT}); wipe the node's data "
+                "directory: a cluster node then rejoins from the leader, a single node starts empty"
+            )
         restore(self.state, records, info.index, info.term)
         self.last_snapshot = info
         return info.index, info.term

@@ -70,6 +70,13 @@ class Conflict(ShoalError):
     title = "Conflict with the current state"
 
 
+class AlreadyApplied(Conflict):
+    """A retried keyed write whose first answer was too large to remember."""
+
+    slug = "already-applied"
+    title = "This write was already applied"
+
+
 class PayloadTooLarge(ShoalError):
     status = 413
     slug = "payload-too-large"
@@ -159,5 +166,5 @@ class ApplyFailed(ShoalError):
 # The state machine records them by name; the service re-raises them.
 APPLY_ERRORS: dict[str, type[ShoalError]] = {
     cls.__name__: cls
-    for cls in (NotFound, Conflict, InvalidRequest, DimensionMismatch, ApplyFailed)
+    for cls in (NotFound, Conflict, InvalidRequest, DimensionMismatch, ApplyFailed, AlreadyApplied)
 }

@@ -1,8 +1,8 @@
 """Time-ordered identifiers (UUID version 7 layout, RFC 9562).
 
 Ids are chosen by the leader before a command is logged, so every replica
-stores the same ones. Within one process they increase strictly, which keeps
-listings in creation order.
+stores the same ones. Within one process they increase strictly, but leaders'
+clocks differ: listings are ordered by the log, not by these ids.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 import indexes
 from node import commands as cmd
-from node import filters, models
+from node import cursors, filters, models
 from node.chunking import chunk_text
 from node.embeddings import (
     EmbeddingProvider,
@@ -98,7 +98,7 @@ class Service:
         """
         self.leader_or_redirect()
         key = request_key.get()
-        remembered = self.state.requests.get(key) if key is not None else None
+        remembered = self.state.remembered(key) if key is not None else None
         if remembered is None:
             return None
         index, outcome = remembered
@@ -232,12 +232,14 @@ class Service:
         return index
 
     def list_libraries(self, cursor: str | None, limit: int) -> dict[str, Any]:
-        libraries, more = self.state.library_page(cursor, limit)
+        after = cursors.decode(cursor, self.state.library_key, "library")
+        page, more = self.state.library_page(after, limit)
         items = []
-        for library in libraries:
+        for _, library in page:
             with library.lock.read():
                 items.append(views.library_view(library))
-        return {"items": items, "next_cursor": items[-1]["id"] if more and items else None}
+        next_cursor = cursors.encode(page[-1][0]) if more and page else None
+        return {"items": items, "next_cursor": next_cursor}
 
     def get_library(self, library_id: str) -> dict[str, Any]:
         with self._reading(library_id) as library:
@@ -365,9 +367,11 @@ class Service:
 
     def list_documents(self, library_id: str, cursor: str | None, limit: int) -> dict[str, Any]:
         with self._reading(library_id) as library:
-            ids, more = library.document_order.page(cursor, limit)
-            items = [views.document_view(library, library.documents[i]) for i in ids]
-        return {"items": items, "next_cursor": ids[-1] if more and ids else None}
+            after = cursors.decode(cursor, library.document_key, "document")
+            keys, more = library.document_order.page(after, limit)
+            items = [views.document_view(library, library.documents[i]) for _, i in keys]
+        next_cursor = cursors.encode(keys[-1]) if more and keys else None
+        return {"items": items, "next_cursor": next_cursor}
 
     async def add_chunks(
         self, library_id: str, document_id: str, body: models.ChunksCreate

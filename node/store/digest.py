@@ -1,7 +1,8 @@
 """A digest of the applied state, equal on replicas that applied the same log.
 
-Covers every library, document and chunk (vector rows and free rows too),
-walked in id order, plus each index's persistent state. Not covered: caches
+Covers every library and document in listing order (with the log index that
+created each), every chunk in id order (vector rows and free rows too), each
+index's persistent state and the remembered keyed writes. Not covered: caches
 and internal codes that do not change what any request returns.
 """
 
@@ -29,9 +30,8 @@ def _library_digest(library: Library, hasher: hashlib._Hash) -> None:
     for document_id in library.document_order.items:
         record = library.documents[document_id]
         fields = list(dataclasses.astuple(record.fields))
-        hasher.update(
-            _pack([record.id, fields, record.chunk_ids, record.created_at, record.updated_at])
-        )
+        hasher.update(_pack([record.id, fields, record.chunk_ids, record.created_at,
+                             record.updated_at, record.created_index]))  # fmt: skip
     chunk_ids = sorted(library.chunks)
     rows = []
     for chunk_id in chunk_ids:

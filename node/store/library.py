@@ -22,10 +22,11 @@ from node.filters import Columns, Filter
 from node.store.columns import ChunkColumns, DocumentColumns
 from node.store.records import (
     ChunkRecord,
+    CreationOrder,
     DocumentRecord,
     LibraryInfo,
+    OrderKey,
     RowAllocator,
-    SortedIds,
 )
 from node.store.rwlock import RWLock
 
@@ -45,7 +46,7 @@ class Library:
         self.lock = RWLock()
         self.documents: dict[str, DocumentRecord] = {}
         self.chunks: dict[str, ChunkRecord] = {}
-        self.document_order = SortedIds()
+        self.document_order = CreationOrder()
         self.rows = RowAllocator()
         self.row_chunk: list[str | None] = []
         self.chunk_columns = ChunkColumns()
@@ -150,7 +151,7 @@ class Library:
         return record
 
     # ----------------------------------------------------------- mutations
-    def add_document(self, command: AddDocument) -> DocumentRecord:
+    def add_document(self, command: AddDocument, created_index: int) -> DocumentRecord:
         if command.document_id in self.documents:
             raise Rejected("Conflict", f"document {command.document_id} already exists")
         self._check_batch(command.chunks)
@@ -158,10 +159,11 @@ class Library:
         code = self.document_columns.allocate(command.document_id)
         self.document_columns.set_fields(code, command.fields)
         record = DocumentRecord(
-            command.document_id, command.fields, [], command.created_at, command.created_at
-        )
+            command.document_id, command.fields, [], command.created_at, command.created_at,
+            created_index,
+        )  # fmt: skip
         self.documents[record.id] = record
-        self.document_order.add(record.id)
+        self.document_order.add(record.id, created_index)
         self._record_chunks(record, command.chunks, rows, [command.created_at] * len(rows))
         return record
 
@@ -250,7 +252,7 @@ class Library:
         for chunk_id in record.chunk_ids:
             del self.chunks[chunk_id]
         del self.documents[document_id]
-        self.document_order.remove(document_id)
+        self.document_order.remove(document_id, record.created_index)
         self.document_columns.release(document_id)
 
     def update_chunk(self, command: UpdateChunk) -> ChunkRecord:
@@ -317,6 +319,11 @@ class Library:
         if self.store is None:
             return np.empty((0, self.info.dimension or 0), dtype=np.float32)
         return self.store.get(np.asarray(rows, dtype=np.int64))
+
+    def document_key(self, document_id: str) -> OrderKey | None:
+        """The place of a document in listings, if it exists."""
+        record = self.documents.get(document_id)
+        return None if record is None else (record.created_index, document_id)
 
     def counts(self) -> dict[str, Any]:
         return {"document_count": len(self.documents), "chunk_count": len(self.chunks)}

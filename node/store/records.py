@@ -25,6 +25,8 @@ class LibraryInfo:
     embedding_model: str
     created_at: int
     updated_at: int
+    # Index of the log entry that created it: its place in listings.
+    created_index: int
 
 
 @dataclass
@@ -34,6 +36,7 @@ class DocumentRecord:
     chunk_ids: list[str]
     created_at: int
     updated_at: int
+    created_index: int
 
 
 @dataclass
@@ -49,31 +52,47 @@ class ChunkRecord:
     server_embedded: bool
 
 
+# Where an item sits in a listing: (index of the log entry that created it, id).
+OrderKey = tuple[int, str]
+
+
 @dataclass
-class SortedIds:
-    """Ids kept in order for cursor pagination (ids are time-ordered)."""
+class CreationOrder:
+    """Ids in the order the log created them, for cursor pagination.
 
-    items: list[str] = field(default_factory=list)
+    The key leads with the creating entry's index, so the order is the log's
+    on every replica, whatever clock stamped the ids (an entry creates one
+    item at most; the id is in the key to map a place back to its item).
+    """
 
-    def add(self, item: str) -> None:
-        if not self.items or item > self.items[-1]:
-            self.items.append(item)
+    keys: list[OrderKey] = field(default_factory=list)
+
+    def add(self, item: str, created_index: int) -> None:
+        key = (created_index, item)
+        if not self.keys or key > self.keys[-1]:
+            self.keys.append(key)
         else:
-            bisect.insort(self.items, item)
+            bisect.insort(self.keys, key)
 
-    def remove(self, item: str) -> None:
-        position = bisect.bisect_left(self.items, item)
-        if position < len(self.items) and self.items[position] == item:
-            del self.items[position]
+    def remove(self, item: str, created_index: int) -> None:
+        key = (created_index, item)
+        position = bisect.bisect_left(self.keys, key)
+        if position < len(self.keys) and self.keys[position] == key:
+            del self.keys[position]
 
-    def page(self, after: str | None, limit: int) -> tuple[list[str], bool]:
-        """Up to ``limit`` ids after ``after``, and whether more follow."""
-        start = 0 if after is None else bisect.bisect_right(self.items, after)
-        chunk = self.items[start : start + limit]
-        return chunk, start + limit < len(self.items)
+    def page(self, after: OrderKey | None, limit: int) -> tuple[list[OrderKey], bool]:
+        """Up to ``limit`` keys after ``after`` (which need not be listed any
+        more), and whether more follow."""
+        start = 0 if after is None else bisect.bisect_right(self.keys, after)
+        chunk = self.keys[start : start + limit]
+        return chunk, start + limit < len(self.keys)
+
+    @property
+    def items(self) -> list[str]:
+        return [item for _, item in self.keys]
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.keys)
 
 
 class RowAllocator:

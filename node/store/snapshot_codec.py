@@ -8,7 +8,9 @@ the original node had.
 
 Records: ``{"library": ...}`` then ``{"documents": [...]}`` batches, then
 ``{"chunks": document_id, "items": [...], "vectors": bytes}`` runs in each
-document's chunk order.
+document's chunk order. Libraries and documents come in listing order and
+carry the log index that created them; remembered answers of keyed writes
+are kept msgpack-encoded (format 2; format 1 had neither and is not read).
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ import numpy.typing as npt
 from node.commands import ChunkBatch, DocumentFields
 from node.store.library import Library
 from node.store.records import ChunkRecord, DocumentRecord, LibraryInfo, RowAllocator
-from node.store.state import Outcome, StateMachine
+from node.store.remembered import RememberedOutcome
+from node.store.state import StateMachine
 from wal import SnapshotWriter
 
-FORMAT = 1
+FORMAT = 2
 BATCH = 2048
 
 
@@ -89,7 +92,9 @@ def _capture_library(library: Library) -> _LibraryImage:
     for document_id in library.document_order.items:
         record = library.documents[document_id]
         fields = dataclasses.astuple(record.fields)
-        documents.append([record.id, list(fields), record.created_at, record.updated_at])
+        documents.append(
+            [record.id, list(fields), record.created_at, record.updated_at, record.created_index]
+        )
         chunks = [library.chunks[chunk_id] for chunk_id in record.chunk_ids]
         if chunks:
             runs.append((record.id, [_chunk_item(c) for c in chunks], [c.row for c in chunks]))
@@ -110,9 +115,8 @@ def capture(state: StateMachine) -> Image:
 
 
 def request_records(state: StateMachine) -> list[list[Any]]:
-    """The remembered Idempotency-Keys, oldest first."""
-    return [[key, index, outcome.error, outcome.detail, outcome.value]
-            for key, (index, outcome) in state.requests.items()]  # fmt: skip
+    """The remembered Idempotency-Keys, oldest first (safe on any thread)."""
+    return [outcome.record(key) for key, outcome in state.requests.records()]
 
 
 def restore(state: StateMachine, records: Iterable[Any], index: int, term: int) -> None:
@@ -123,8 +127,9 @@ def restore(state: StateMachine, records: Iterable[Any], index: int, term: int) 
     index_state: dict[str, Any] = {}
     for record in records:
         if "requests" in record:
-            for key, entry_index, error, detail, value in record["requests"]:
-                state.remember(key, entry_index, Outcome(value, error, detail))
+            for key, entry_index, error, detail, packed_value in record["requests"]:
+                outcome = RememberedOutcome(entry_index, error, detail, packed_value)
+                state.requests.remember(key, outcome)
         elif "library" in record:
             _load_index(library, index_state)
             library = Library(LibraryInfo(*record["library"]))
@@ -135,12 +140,12 @@ def restore(state: StateMachine, records: Iterable[Any], index: int, term: int) 
         elif library is None:
             raise ValueError("snapshot records before their library")
         elif "documents" in record:
-            for document_id, fields, created_at, updated_at in record["documents"]:
+            for document_id, fields, created_at, updated_at, created_index in record["documents"]:
                 document = DocumentRecord(
-                    document_id, DocumentFields(*fields), [], created_at, updated_at
+                    document_id, DocumentFields(*fields), [], created_at, updated_at, created_index
                 )
                 library.documents[document_id] = document
-                library.document_order.add(document_id)
+                library.document_order.add(document_id, created_index)
                 code = library.document_columns.allocate(document_id)
                 library.document_columns.set_fields(code, document.fields)
         else:

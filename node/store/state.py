@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,10 +21,10 @@ from typing import Any
 
 import indexes
 from node import commands as cmd
-from node.idempotency import REMEMBERED
 from node.store import views
 from node.store.library import Library, Rejected
-from node.store.records import LibraryInfo, SortedIds
+from node.store.records import CreationOrder, LibraryInfo, OrderKey
+from node.store.remembered import RememberedOutcome, RememberedRequests
 from wal import EntryKind, LogEntry
 
 log = logging.getLogger("shoal.state")
@@ -58,14 +57,15 @@ def _apply_failed(index: int, what: str, exc: Exception) -> Outcome:
 class StateMachine:
     def __init__(self) -> None:
         self.libraries: dict[str, Library] = {}
-        self.library_order = SortedIds()
+        self.library_order = CreationOrder()
         self.names: dict[str, str] = {}
         self.catalog_lock = threading.Lock()
         self.applied_index = 0
         self.applied_term = 0
-        # Idempotency-Key -> (log index, outcome) of recent keyed writes.
-        self.requests: OrderedDict[str, tuple[int, Outcome]] = OrderedDict()
-        self._handlers: dict[type[cmd.Command], Callable[[Any, bool], Any]] = {
+        # The outcomes of recent keyed writes, by Idempotency-Key.
+        self.requests = RememberedRequests()
+        # Each handler takes (command, index of its log entry, whether a view is wanted).
+        self._handlers: dict[type[cmd.Command], Callable[[Any, int, bool], Any]] = {
             cmd.CreateLibrary: self._create_library,
             cmd.UpdateLibrary: self._update_library,
             cmd.DeleteLibrary: self._delete_library,
@@ -106,12 +106,12 @@ class StateMachine:
             command, key = cmd.decode(entry.payload)
         except Exception as exc:
             return _apply_failed(entry.index, "the log entry is not a command this node reads", exc)
-        remembered = self.requests.get(key) if key is not None else None
+        remembered = self.remembered(key) if key is not None else None
         if remembered is not None:
             return remembered[1]  # a retry that reached the log: not again
         want = want_result or key is not None
         try:
-            outcome = Outcome(value=self._handlers[type(command)](command, want))
+            outcome = Outcome(value=self._handlers[type(command)](command, entry.index, want))
         except Rejected as rejected:
             outcome = Outcome(error=rejected.error, detail=rejected.detail)
         except MemoryError:
@@ -123,9 +123,18 @@ class StateMachine:
         return outcome
 
     def remember(self, key: str, index: int, outcome: Outcome) -> None:
-        self.requests[key] = (index, outcome)
-        while len(self.requests) > REMEMBERED:
-            self.requests.popitem(last=False)
+        remembered = RememberedOutcome.of(index, outcome.error, outcome.detail, outcome.value)
+        self.requests.remember(key, remembered)
+
+    def remembered(self, key: str) -> tuple[int, Outcome] | None:
+        """(log index, outcome) of the keyed write ``key``, if still remembered.
+
+        Safe on any thread.
+        """
+        found = self.requests.get(key)
+        if found is None:
+            return None
+        return found.index, Outcome(found.value(), found.error, found.detail)
 
     def _library(self, library_id: str) -> Library:
         library = self.libraries.get(library_id)
@@ -139,7 +148,7 @@ class StateMachine:
         with library.lock.write():
             yield library
 
-    def _create_library(self, command: cmd.CreateLibrary, want: bool) -> Any:
+    def _create_library(self, command: cmd.CreateLibrary, entry_index: int, want: bool) -> Any:
         if command.name in self.names:
             raise Rejected("Conflict", f"a library named {command.name!r} already exists")
         if command.library_id in self.libraries:
@@ -155,6 +164,7 @@ class StateMachine:
             embedding_model=command.embedding_model,
             created_at=command.created_at,
             updated_at=command.created_at,
+            created_index=entry_index,
         )
         try:
             library = Library(info)
@@ -166,10 +176,10 @@ class StateMachine:
     def add_library(self, library: Library) -> None:
         with self.catalog_lock:
             self.libraries[library.info.id] = library
-            self.library_order.add(library.info.id)
+            self.library_order.add(library.info.id, library.info.created_index)
             self.names[library.info.name] = library.info.id
 
-    def _update_library(self, command: cmd.UpdateLibrary, want: bool) -> Any:
+    def _update_library(self, command: cmd.UpdateLibrary, entry_index: int, want: bool) -> Any:
         new_name = command.changes.get("name")
         with self._writing(command.library_id) as library:
             if (
@@ -194,41 +204,41 @@ class StateMachine:
                 library.info.updated_at = command.updated_at
             return views.library_view(library) if want else None
 
-    def _delete_library(self, command: cmd.DeleteLibrary, want: bool) -> Any:
+    def _delete_library(self, command: cmd.DeleteLibrary, entry_index: int, want: bool) -> Any:
         with self._writing(command.library_id) as library, self.catalog_lock:
             del self.libraries[library.info.id]
-            self.library_order.remove(library.info.id)
+            self.library_order.remove(library.info.id, library.info.created_index)
             del self.names[library.info.name]
         return None
 
-    def _add_document(self, command: cmd.AddDocument, want: bool) -> Any:
+    def _add_document(self, command: cmd.AddDocument, entry_index: int, want: bool) -> Any:
         with self._writing(command.library_id) as library:
-            record = library.add_document(command)
+            record = library.add_document(command, entry_index)
             return views.document_view(library, record) if want else None
 
-    def _update_document(self, command: cmd.UpdateDocument, want: bool) -> Any:
+    def _update_document(self, command: cmd.UpdateDocument, entry_index: int, want: bool) -> Any:
         with self._writing(command.library_id) as library:
             record = library.update_document(command)
             return views.document_view(library, record) if want else None
 
-    def _delete_document(self, command: cmd.DeleteDocument, want: bool) -> Any:
+    def _delete_document(self, command: cmd.DeleteDocument, entry_index: int, want: bool) -> Any:
         with self._writing(command.library_id) as library:
             library.delete_document(command.document_id)
         return None
 
-    def _add_chunks(self, command: cmd.AddChunks, want: bool) -> Any:
+    def _add_chunks(self, command: cmd.AddChunks, entry_index: int, want: bool) -> Any:
         with self._writing(command.library_id) as library:
             created = library.add_chunks(command)
             if not want:
                 return None
             return [views.chunk_view(library, chunk, False) for chunk in created]
 
-    def _update_chunk(self, command: cmd.UpdateChunk, want: bool) -> Any:
+    def _update_chunk(self, command: cmd.UpdateChunk, entry_index: int, want: bool) -> Any:
         with self._writing(command.library_id) as library:
             chunk = library.update_chunk(command)
             return views.chunk_view(library, chunk, False) if want else None
 
-    def _delete_chunk(self, command: cmd.DeleteChunk, want: bool) -> Any:
+    def _delete_chunk(self, command: cmd.DeleteChunk, entry_index: int, want: bool) -> Any:
         with self._writing(command.library_id) as library:
             library.delete_chunk(command.chunk_id)
         return None
@@ -237,10 +247,18 @@ class StateMachine:
     def library(self, library_id: str) -> Library | None:
         return self.libraries.get(library_id)
 
-    def library_page(self, after: str | None, limit: int) -> tuple[list[Library], bool]:
+    def library_page(
+        self, after: OrderKey | None, limit: int
+    ) -> tuple[list[tuple[OrderKey, Library]], bool]:
+        """Libraries in the order the log created them, each with its place."""
         with self.catalog_lock:
-            ids, more = self.library_order.page(after, limit)
-            return [self.libraries[library_id] for library_id in ids], more
+            keys, more = self.library_order.page(after, limit)
+            return [(key, self.libraries[key[1]]) for key in keys], more
+
+    def library_key(self, library_id: str) -> OrderKey | None:
+        """The place of a library in listings, if it exists."""
+        library = self.libraries.get(library_id)
+        return None if library is None else (library.info.created_index, library_id)
 
     def library_id_by_name(self, name: str) -> str | None:
         return self.names.get(name)

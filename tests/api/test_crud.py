@@ -168,6 +168,22 @@ def test_documents_paginate(api: httpx.Client, library: Make) -> None:
     assert second["next_cursor"] is None
 
 
+def test_a_cursor_outlives_its_document_and_a_bad_one_is_a_422(
+    api: httpx.Client, library: Make
+) -> None:
+    lib = library()
+    path = f"/libraries/{lib['id']}/documents"
+    ids = [add_doc(api, lib["id"], {"chunks": [{"text": f"{n}"}]}).json()["id"] for n in range(4)]
+    first = api.get(path, params={"limit": 2}).json()
+    assert api.delete(f"{path}/{ids[1]}").status_code == 204
+    rest = api.get(path, params={"cursor": first["next_cursor"]}).json()
+    assert [d["id"] for d in rest["items"]] == ids[2:]
+    bad = api.get(path, params={"cursor": ids[1]})
+    assert bad.status_code == 422
+    assert bad.headers["content-type"].startswith("application/problem+json")
+    assert "next_cursor" in bad.json()["detail"]
+
+
 def test_server_side_chunking_and_embedding(api: httpx.Client, library: Make) -> None:
     lib = library()
     text = " ".join(f"Sentence number {n} talks about topic {n % 3}." for n in range(40))

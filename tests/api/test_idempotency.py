@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -32,6 +34,37 @@ def test_a_failed_keyed_write_fails_the_same_way(api: httpx.Client) -> None:
     first = api.delete("/libraries/not-there", headers=key)
     again = api.delete("/libraries/not-there", headers=key)
     assert first.status_code == again.status_code == 404
+
+
+def test_a_document_of_10000_chunks_is_answered_alike_on_retry(
+    api: httpx.Client, library: Callable[..., dict[str, Any]]
+) -> None:
+    lib = library()
+    key = {"Idempotency-Key": f"big-{uuid.uuid4()}"}
+    body = {"chunks": [{"text": f"c{n}", "embedding": [1.0, n]} for n in range(10_000)]}
+    one = api.post(f"/libraries/{lib['id']}/documents", json=body, headers=key)
+    two = api.post(f"/libraries/{lib['id']}/documents", json=body, headers=key)
+    assert one.status_code == two.status_code == 201
+    assert one.json() == two.json() and len(one.json()["chunk_ids"]) == 10_000
+
+
+def test_a_retry_whose_answer_was_too_large_to_keep_is_a_409(
+    api: httpx.Client, library: Callable[..., dict[str, Any]]
+) -> None:
+    lib = library()
+    document = api.post(f"/libraries/{lib['id']}/documents", json={"chunks": []}).json()
+    path = f"/libraries/{lib['id']}/documents/{document['id']}/chunks"
+    key = {"Idempotency-Key": f"huge-{uuid.uuid4()}"}
+    # about 10 MB of chunk text, which the answer repeats
+    body = {"chunks": [{"text": "y" * 5000, "embedding": [1.0, n]} for n in range(2000)]}
+    first = api.post(path, json=body, headers=key)
+    again = api.post(path, json=body, headers=key)
+    assert first.status_code == 201, first.text
+    assert again.status_code == 409
+    assert again.headers["content-type"].startswith("application/problem+json")
+    assert "too large to keep" in again.json()["detail"]
+    got = api.get(f"/libraries/{lib['id']}/documents/{document['id']}").json()
+    assert got["chunk_count"] == 2000
 
 
 def test_bad_keys_are_refused(api: httpx.Client) -> None:

@@ -102,7 +102,7 @@ def test_a_keyed_failure_is_remembered_alike(monkeypatch: pytest.MonkeyPatch) ->
     outcomes = [machine.apply(entry(log.index + 1, payload)) for machine in machines]
     assert getattr(outcomes[0], "error", None) == "ApplyFailed"
     assert "ZeroDivisionError" in str(getattr(outcomes[0], "detail", ""))
-    assert all(machine.requests["key-1"][1] == outcomes[0] for machine in machines)
+    assert all(machine.remembered("key-1") == (log.index + 1, outcomes[0]) for machine in machines)
     assert len({state_digest(machine) for machine in machines}) == 1
 
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from node import commands as cmd
 from node.store.digest import state_digest
-from node.store.snapshot_codec import capture, restore
+from node.store.snapshot_codec import FORMAT, capture, restore
 from node.store.state import StateMachine
 from wal import EntryKind, LogEntry, SnapshotStore
 
@@ -99,7 +99,7 @@ def test_snapshot_restore_then_replay_matches(tmp_path: Path) -> None:
     random_workload(random.Random(11), log, 150)
     store = SnapshotStore(tmp_path)
     image = capture(original)
-    writer = store.begin(image.index, image.term, {"format": 1})
+    writer = store.begin(image.index, image.term, {"format": FORMAT})
     image.write(writer)
     writer.commit()
     info, _, records = store.newest_valid() or (None, None, None)
@@ -179,7 +179,7 @@ def test_a_keyed_command_applies_once(tmp_path: Path) -> None:
     # the remembered keys survive a snapshot and count in the digest
     store = SnapshotStore(tmp_path)
     image = capture(machine)
-    writer = store.begin(image.index, image.term, {"format": 1})
+    writer = store.begin(image.index, image.term, {"format": FORMAT})
     image.write(writer)
     writer.commit()
     info, _, records = store.newest_valid() or (None, None, None)
