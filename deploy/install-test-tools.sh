@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Debian tools the fault drills need (as root): strace injects fsync errors
 # into a running node, iptables cuts links between network namespaces, fuse3
-# mounts the power-cut file system. Installs only what is missing.
+# mounts the power-cut file system, faketime skews node clocks. Installs only
+# what is missing.
 set -euo pipefail
 missing=()
-for tool in strace iptables fusermount3; do
+for tool in strace iptables fusermount3 faketime; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         case "$tool" in
             fusermount3) missing+=(fuse3) ;;

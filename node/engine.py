@@ -47,6 +47,7 @@ from wal.fileutil import fsync_dir, write_atomic
 log = logging.getLogger("shoal.engine")
 
 KEEP_SNAPSHOTS = 2
+LOST_TAIL_MARKER = "lost-tail"
 # Exit status of a node that failed (fail-stop); a supervisor restarts it.
 EXIT_FAILED = 75
 EXIT_GRACE_SECONDS = 0.5
@@ -128,8 +129,13 @@ class Engine:
                 f"snapshot ends at {snapshot_index}; the entries between are missing"
             )
         replayed = self._replay(snapshot_index, self._read_commit_hint())
+        marker = self.data_dir / LOST_TAIL_MARKER
+        if report.cut_may_include_acknowledged and not marker.exists():
+            # Kept until a leader catches this node up: a restart before that
+            # finds nothing left to cut, but the entries are still missing.
+            write_atomic(marker, b"cut entries this node may have acknowledged\n")
         self.recovery = RecoveryReport(
-            snapshot_index, replayed, report.torn_bytes_cut, report.cut_may_include_acknowledged,
+            snapshot_index, replayed, report.torn_bytes_cut, marker.exists(),
             time.perf_counter() - started,
         )
         log.info(
@@ -164,7 +170,13 @@ class Engine:
             lost_tail=self.recovery is not None and self.recovery.lost_tail,
         )  # fmt: skip
         self.raft.on_failure = self._failed
+        self.raft.on_tail_recovered = self._tail_recovered
         await self.raft.start()
+
+    def _tail_recovered(self) -> None:
+        log.info("a leader brought this node up to date again; it votes and stands again")
+        (self.data_dir / LOST_TAIL_MARKER).unlink(missing_ok=True)
+        fsync_dir(self.data_dir)
 
     def _failed(self, reason: str) -> None:
         """The node failed: stop the process (the waiting requests have been

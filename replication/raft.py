@@ -171,9 +171,10 @@ class RaftCore:
         """``lost_tail``: this node cut entries off its log at start that it may
         have acknowledged. Until it hears a leader of a newer term it neither
         votes nor campaigns: a majority counting it could lack those entries.
-        If no leader at all appears within ``lost_tail_patience`` (every node
-        of the cluster lost power and cut its tail, say) it takes part again:
-        waiting longer could never end."""
+        It takes part again once a leader has brought it up to that leader's
+        commit index (it then holds every committed entry again), or when no
+        leader has been heard for ``lost_tail_patience`` (every node lost
+        power and cut its tail, say: waiting longer could never end)."""
         self.config = config
         self.id = config.node_id
         self.log = log
@@ -197,7 +198,7 @@ class RaftCore:
         self.halted = False
         # A cluster of one has nobody to wait for.
         self.waits_for_leader_after = term if lost_tail and config.peers else None
-        self._patience_until = now + config.lost_tail_patience
+        self._patience_from = now
         if not config.peers:
             self._election_deadline = now  # a cluster of one elects itself at once
 
@@ -260,7 +261,8 @@ class RaftCore:
             self._leader_tick(now)
         elif now >= self._election_deadline:
             if self.waits_for_leader_after is not None:
-                if now < self._patience_until or self._last_leader_contact > -1e9:
+                patience = self.config.lost_tail_patience
+                if now - max(self._patience_from, self._last_leader_contact) < patience:
                     self._election_deadline = now + self._random_timeout()
                     return
                 self.waits_for_leader_after = None  # no leader anywhere: take part
@@ -621,6 +623,9 @@ class RaftCore:
         if commit > self.commit_index:
             self.commit_index = commit
             self._ready.commit_index = commit
+        caught_up = match >= request.commit > 0 and self.log.term_at(request.commit) == request.term
+        if self.waits_for_leader_after is not None and caught_up:
+            self.waits_for_leader_after = None  # we hold everything committed again
         return AppendResponse(self.term, self.id, True, match, rpc=request.rpc)
 
     def _on_append_response(self, response: AppendResponse, now: float) -> None:

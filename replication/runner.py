@@ -138,6 +138,9 @@ class RaftNode:
         self._transfers: dict[str, asyncio.Task[None]] = {}
         # Called once, on the loop, when this node fails (see _fail).
         self.on_failure: Callable[[str], None] | None = None
+        # Called once, on the loop, when a node that lost its tail may vote again.
+        self.on_tail_recovered: Callable[[], None] | None = None
+        self._chore_future: asyncio.Future[Any] | None = None
 
     # ------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -300,6 +303,9 @@ class RaftNode:
             if not future.done():
                 future.set_exception(OutcomeUnknown(reason))
         self._fail_waiters(reason)
+        chore = self._chore_future
+        if chore is not None and not chore.done():  # its task is cancelled below
+            chore.set_exception(NotAccepting(reason))
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()
@@ -344,6 +350,7 @@ class RaftNode:
                     event.future.set_exception(exc)
             elif isinstance(event, _Chore):
                 await self._flush(now)
+                self._chore_future = event.future
                 try:
                     event.future.set_result(await event.run())
                 except (OSError, SafetyViolation) as exc:
@@ -357,6 +364,10 @@ class RaftNode:
         for future, answer in answers:  # durable now: the answers may leave
             if not future.done():
                 future.set_result(answer)
+        if self.lost_tail and core.waits_for_leader_after is None:
+            self.lost_tail = False
+            if self.on_tail_recovered is not None:
+                self.on_tail_recovered()
 
     def _propose(self, proposal: _Proposal, now: float) -> None:
         assert self.core is not None

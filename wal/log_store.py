@@ -31,9 +31,12 @@ was synced may be cut.
   entries synced in the last batch before a crash, so the report says so
   (``OpenReport.cut_may_include_acknowledged``) and such a node must not vote
   until it hears from a leader of a newer term.
-- Damage after the mark followed by a valid frame: refused, since it may be
-  durable data damaged in place. (A crash can also leave holes inside one
-  unsynced batch; refusing those costs availability, never data.)
+- Damage after the mark followed by valid frames: write-back leaves holes
+  in unsynced batches (pages reach the disk in any order), so it is cut
+  from the damage on, reported the same way.
+- A newest segment whose header is all zeros (created, its first page never
+  written) is removed. A segment is synced before the next one is created,
+  so only the newest can hold unsynced bytes.
 - Damage in any segment but the newest: refused.
 
 Open also syncs what it read (a killed process leaves its unsynced writes in
@@ -63,7 +66,6 @@ from wal.records import (
     ScanResult,
     decode_body,
     encode_entry,
-    find_entry_frame,
     scan_frames,
 )
 
@@ -181,13 +183,10 @@ def _torn_bytes(name: str, data: bytes, scan: ScanResult, synced_end: int, is_la
             f"(byte {synced_end}): {scan.reason}; entries it may have acknowledged cannot be "
             f"read: {REJOIN}"
         )
-    valid_after = find_entry_frame(data, scan.bad_offset + 1)
-    if valid_after is not None:
-        raise CorruptLog(
-            f"log segment {name} is damaged in the middle ({scan.reason}); a valid record "
-            f"follows at byte {valid_after}, so this is not a torn write and the log cannot be "
-            f"trusted: {REJOIN}"
-        )
+    # Past the mark: write-back may have left holes in the last batches
+    # (pages reach the disk in any order), so valid records can follow the
+    # damage. Everything from the damage on is cut; the report says it may
+    # have held acknowledged entries, and the node waits before voting.
     return len(data) - scan.bad_offset
 
 
@@ -256,13 +255,19 @@ class FileLogStore:
             path.unlink()
             fsync_dir(self.directory)
             return None, len(data), "segment header cut short"
+        if is_last and not any(data[: HEADER.size]):
+            # A new segment whose first page never reached the disk.
+            log.warning("removing log segment %s: its header was never written", path.name)
+            path.unlink()
+            fsync_dir(self.directory)
+            return None, len(data), "segment header never written"
         first_index, prev_term, synced_end = _read_header(path.name, data)
         scan = scan_frames(memoryview(data), HEADER.size)
         cut = _torn_bytes(path.name, data, scan, synced_end, is_last)
         if cut:
             log.warning(
                 "cutting a torn tail of %d bytes off log segment %s (%s): it lies past byte %d, "
-                "up to which the log was known to be durable, and nothing valid follows it",
+                "up to which the log was known to be durable",
                 cut, path.name, scan.reason, synced_end,
             )  # fmt: skip
         fd = os.open(path, os.O_RDWR)
@@ -372,6 +377,9 @@ class FileLogStore:
             if active.count + len(batch) > 0 and would_be > self.segment_bytes:
                 self._write(batch)
                 batch, batch_size = [], 0
+                # Only the newest segment may hold unsynced bytes: a power cut
+                # must never tear one that has a successor.
+                self.sync()
                 self._new_segment(entry.index, self.last_term())
             batch.append((entry, encoded))
             batch_size += len(encoded)

@@ -9,6 +9,8 @@ an outcome: ``ok``, ``fail`` (the server said it was not applied) or
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import threading
 import time
@@ -234,4 +236,15 @@ def verify(
     counts: dict[str, int] = defaultdict(int)
     for op in workload_ops:
         counts[f"{op.kind}-{op.outcome}"] += 1
+    report_counts(dict(counts))
     return {"digest": digest, "counts": dict(counts)}
+
+
+def report_counts(counts: dict[str, int]) -> None:
+    """With SHOAL_DRILL_REPORT set, append this drill's counts to that file
+    (bench/drill_counts.py tallies them). Only checked histories get here."""
+    target = os.environ.get("SHOAL_DRILL_REPORT")
+    if target:
+        drill = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
+        with open(target, "a") as handle:
+            handle.write(json.dumps({"drill": drill, "counts": counts}) + "\n")

@@ -83,30 +83,30 @@ def _fill_disk(path: Path) -> Path:
     return filler
 
 
-def _drill(cluster: ClusterProcesses, fault: str) -> dict[str, object]:
+def _drill(cluster: ClusterProcesses, fault: str, victim: str = "leader") -> dict[str, object]:
     keys = make_registers(cluster, 3)
     monitor = LeaderMonitor(cluster).start()
     workload = RegisterWorkload(cluster, keys, clients=3, seed=5).start()
-    leader = cluster.leader()
+    failing = cluster.leader() if victim == "leader" else cluster.followers()[0]
     tracer: subprocess.Popen[bytes] | None = None
     filler: Path | None = None
     try:
         time.sleep(1.5)
         if fault == "full":
-            filler = _fill_disk(cluster.nodes[leader].data_dir)
+            filler = _fill_disk(cluster.nodes[failing].data_dir)
         else:
             tracer = subprocess.Popen(
-                ["strace", "-f", "-qq", "-p", str(cluster.nodes[leader].pid),
+                ["strace", "-f", "-qq", "-p", str(cluster.nodes[failing].pid),
                  "-e", "trace=fdatasync,fsync",
                  "-e", "inject=fdatasync:error=EIO", "-e", "inject=fsync:error=EIO"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
-        code = _wait_exit(cluster, leader, timeout=20)
-        assert code == EXIT_FAILED, cluster.nodes[leader].log()
-        assert "exiting with status 75" in cluster.nodes[leader].log()
+        code = _wait_exit(cluster, failing, timeout=20)
+        assert code == EXIT_FAILED, cluster.nodes[failing].log()
+        assert "exiting with status 75" in cluster.nodes[failing].log()
         new_leader = cluster.leader(timeout=20)
-        assert new_leader != leader
-        time.sleep(1.0)  # writes go on under the new leader
+        assert new_leader != failing
+        time.sleep(1.0)  # writes go on without the failed node
     finally:
         ops = workload.stop()
         if tracer is not None:
@@ -114,8 +114,8 @@ def _drill(cluster: ClusterProcesses, fault: str) -> dict[str, object]:
             tracer.wait(10)
         if filler is not None:
             filler.unlink()
-    cluster.nodes[leader].kill()  # reap it and close its log
-    cluster.restart(leader, wait=True)
+    cluster.nodes[failing].kill()  # reap it and close its log
+    cluster.restart(failing, wait=True)
     result = verify(cluster, ops, keys, monitor)
     monitor.stop()
     writes = sum(1 for op in ops if op.kind == "write" and op.outcome == "ok")
@@ -126,6 +126,11 @@ def _drill(cluster: ClusterProcesses, fault: str) -> dict[str, object]:
 @needs_root
 def test_full_disk_on_the_leader_stops_it(tmpfs_cluster: ClusterProcesses) -> None:
     _drill(tmpfs_cluster, "full")
+
+
+@needs_root
+def test_full_disk_on_a_follower_stops_it(tmpfs_cluster: ClusterProcesses) -> None:
+    _drill(tmpfs_cluster, "full", victim="follower")
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")

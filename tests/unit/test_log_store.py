@@ -303,15 +303,32 @@ def test_a_cut_tail_is_reported_as_possibly_acknowledged(tmp_path: Path) -> None
     assert report.cut_may_include_acknowledged
 
 
-def test_damage_past_the_mark_with_valid_records_after_it_refuses(tmp_path: Path) -> None:
+def test_a_hole_past_the_mark_is_cut_from_the_hole_on(tmp_path: Path) -> None:
+    """Write-back leaves holes in unsynced data (pages land in any order):
+    valid records after the hole do not make the node refuse to start."""
     never_synced = opened(tmp_path)
     never_synced.append(entries(1, 200))
     crash(never_synced)
     with open(_segment(tmp_path), "r+b") as handle:
         handle.seek(2 * 4096)
         handle.write(b"\0" * 4096)
-    with pytest.raises(CorruptLog, match="damaged in the middle.*not a torn write"):
-        FileLogStore(tmp_path).open()
+    again = FileLogStore(tmp_path)
+    report = again.open()
+    assert again.last_index() < 200 and report.cut_may_include_acknowledged
+    assert again.entries(1, again.last_index())[-1].index == again.last_index()
+
+
+def test_a_new_segment_whose_header_never_arrived_is_removed(tmp_path: Path) -> None:
+    store = FileLogStore(tmp_path, segment_bytes=4096)
+    store.open()
+    store.append(entries(1, 60))  # rolls into several segments, each synced first
+    crash(store)
+    newest = sorted(tmp_path.glob("*.wal"))[-1]
+    size = newest.stat().st_size
+    newest.write_bytes(bytes(size))  # created and sized, not one page written
+    again = FileLogStore(tmp_path, segment_bytes=4096)
+    report = again.open()
+    assert again.last_index() >= 1 and report.torn_bytes_cut == size
 
 
 def _synced_end_on_disk(segment: Path) -> int:

@@ -312,8 +312,25 @@ def test_lost_tail_wait_ends_when_no_leader_ever_appears() -> None:
     assert core.waits_for_leader_after is None and core.role is Role.PRE_CANDIDATE
 
 
-def test_lost_tail_wait_does_not_end_once_a_leader_was_heard() -> None:
+def test_lost_tail_wait_ends_once_the_leader_caught_it_up() -> None:
+    """The leader of the same term brings it up to its commit index, at an
+    entry of its own term: it holds every committed entry again."""
+    log = MemoryLogStore()
+    log.append(entries(1, 3))
+    core = RaftCore(CONFIG, log, 3, None, 0, 0.0, random.Random(1), lost_tail=True)
+    core.receive(AppendRequest(3, "n2", 3, 1, (), 3, 1), 1.0)  # commit 3 is of term 1
+    assert core.waits_for_leader_after == 3
+    more = (LogEntry(4, 3, EntryKind.NOOP, b""), LogEntry(5, 3, EntryKind.COMMAND, b"x"))
+    core.receive(AppendRequest(3, "n2", 3, 1, more, 4, 2), 1.1)
+    assert core.waits_for_leader_after is None
+
+
+def test_lost_tail_wait_lasts_while_a_leader_is_heard() -> None:
     core = RaftCore(CONFIG, MemoryLogStore(), 3, None, 0, 0.0, random.Random(1), lost_tail=True)
-    core.receive(AppendRequest(3, "n2", 0, 0, (), 0, 1), 1.0)  # the leader it knew, alive
-    core.tick(CONFIG.lost_tail_patience + 5)  # that leader went quiet
+    for step in range(40):  # the leader it knew keeps talking, never catches it up
+        core.receive(AppendRequest(3, "n2", 5, 3, (), 5, step), 1.0 + step)
+        core.tick(1.5 + step)
     assert core.waits_for_leader_after == 3 and core.role is Role.FOLLOWER
+    quiet = 40.0 + CONFIG.lost_tail_patience + CONFIG.election_timeout[1] + 1
+    core.tick(quiet)  # that leader is gone for longer than the patience
+    assert core.waits_for_leader_after is None
