@@ -38,6 +38,7 @@ pytestmark = [
 class SkewedCluster:
     def __init__(self, root: Path, clocks: dict[str, str], monotonic: bool) -> None:
         self.cluster = ClusterProcesses(root / "c", len(clocks))
+        root.mkdir(parents=True, exist_ok=True)
         self.files: dict[str, Path] = {}
         for node_id, setting in clocks.items():
             clock_file = root / f"clock-{node_id}"
