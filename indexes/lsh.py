@@ -216,7 +216,10 @@ class LshIndex:
         expected = min(k, int(np.count_nonzero(usable)))
         short = np.flatnonzero((ids >= 0).sum(axis=1) < expected)
         if len(short):  # too few candidates: answer those queries exactly
-            ids[short], values[short] = self._exact.search_batch(queries[short], k, mask)
+            exact_ids, exact_values = self._exact.search_batch(queries[short], k, mask)
+            width = exact_ids.shape[1]  # fewer than k when fewer rows exist
+            ids[short], values[short] = -1, -np.inf
+            ids[short, :width], values[short, :width] = exact_ids, exact_values
         return ids, values
 
     def search(

@@ -24,7 +24,7 @@ DATES = ["2024-01-01", "2024-06-01", "2025-01-01"]
 
 def build_library(seed: int) -> tuple[Library, list[dict[str, Any]]]:
     rng = random.Random(seed)
-    library = Library(LibraryInfo("lib", "lib", None, 2, "dot", "brute_force", {}, "m", 0, 0))
+    library = Library(LibraryInfo("lib", "lib", None, 2, "dot", "brute_force", {}, "m", 0, 0, 1))
     rows: list[dict[str, Any]] = []
     from node.commands import AddDocument
 
@@ -47,7 +47,7 @@ def build_library(seed: int) -> tuple[Library, list[dict[str, Any]]]:
             dim=2,
             vectors=np.ones((count, 2), dtype="<f4").tobytes(),
         )
-        library.add_document(AddDocument("lib", f"d{d}", fields, batch, 0))
+        library.add_document(AddDocument("lib", f"d{d}", fields, batch, 0), d + 2)
     for d in range(0, 8, 3):  # delete some, so codes and rows get reused
         library.delete_document(f"d{d}")
     for chunk in library.chunks.values():

@@ -195,3 +195,13 @@ def test_hnsw_empty_and_tiny() -> None:
     index.repair()
     ids, _ = index.search(np.ones(DIM, dtype=np.float32), 5)
     assert len(ids) == 0
+
+
+def test_lsh_with_fewer_rows_than_k_answers_exactly() -> None:
+    """Found by the poison property test: the exact fallback returned fewer
+    than k columns and the copy into k columns raised (a 500 on a query)."""
+    index = indexes.create("lsh", dim=1, metric="cosine", seed=1)
+    vectors = np.array([[0.0413], [-2.325], [-0.2188]], np.float32)
+    index.add(np.arange(3, dtype=np.int64), vectors)
+    ids, _ = index.search(np.array([-1.246], np.float32), 10)
+    assert sorted(int(i) for i in ids) == [0, 1, 2]
