@@ -46,6 +46,10 @@ def main() -> None:
         for line in result.stdout.splitlines():
             if line.startswith("FAILED "):
                 failures[line.split()[1].split(" ")[0]] += 1
+        if result.returncode:
+            kept = report.with_name(f"round-{round_ + 1}.log")
+            kept.write_text(result.stdout + result.stderr)
+            print(f"round {round_ + 1} had failures; pytest's output is in {kept}")
         print(f"round {round_ + 1}: {result.stdout.strip().splitlines()[-1]}", flush=True)
     runs: dict[str, int] = defaultdict(int)
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))

@@ -114,10 +114,10 @@ def find_leader(cluster: ClusterProcesses, timeout: float = 120) -> str:
 
 
 class Writer:
-    """Small writes to the leader, all the time."""
+    """Small writes to whichever node leads, all the time."""
 
-    def __init__(self, url: str, library_id: str) -> None:
-        self.url, self.library_id = url, library_id
+    def __init__(self, cluster: ClusterProcesses, library_id: str) -> None:
+        self.cluster, self.library_id = cluster, library_id
         self.acked = 0
         self.failed = 0
         self._stop = threading.Event()
@@ -132,19 +132,25 @@ class Writer:
         self._thread.join(30)
 
     def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=10) as client:
+        with httpx.Client(timeout=10, follow_redirects=True) as client:
             n = 0
+            url = self.cluster.nodes[find_leader(self.cluster)].url
             while not self._stop.is_set():
                 n += 1
                 body = {"chunks": [{"text": f"w{n}", "embedding": [0.1] * 384}]}
                 try:
-                    response = client.post(f"/libraries/{self.library_id}/documents", json=body)
-                    if response.status_code == 201:
-                        self.acked += 1
-                    else:
-                        self.failed += 1
+                    response = client.post(
+                        f"{url}/libraries/{self.library_id}/documents", json=body,
+                        headers={"Idempotency-Key": f"w{n}"},
+                    )  # fmt: skip
+                    ok = response.status_code == 201
                 except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    self.acked += 1
+                else:
                     self.failed += 1
+                    url = self.cluster.nodes[find_leader(self.cluster)].url
                 time.sleep(0.01)
 
 
@@ -184,7 +190,7 @@ def main() -> None:
         print(f"snapshot {size / 1e6:,.0f} MB at entry {view['snapshot']['index']}; "
               f"leader log starts at {view['wal']['first_index']}", flush=True)  # fmt: skip
         assert view["wal"]["first_index"] > 1, "the leader's log was not compacted"
-        writer = Writer(url, small["id"]).start()
+        writer = Writer(cluster, small["id"]).start()
         time.sleep(2)
         started = time.monotonic()
         cluster.restart(target)
@@ -204,7 +210,7 @@ def main() -> None:
                     break
             time.sleep(0.2)
         writer.stop()
-        after = gauges(url)
+        after = gauges(cluster.nodes[find_leader(cluster)].url)
         assert installed_at is not None and caught_up_at is not None, "did not catch up"
         install_s = installed_at - started
         print()
@@ -218,11 +224,14 @@ def main() -> None:
         print(f"| {size / 1e6:,.0f} | {install_s:.1f} | {size / 1e6 / install_s:.0f} "
               f"| {caught_up_at - started:.1f} | {writer.acked} | {writer.failed} "
               f"| {'yes' if after.get('shoal_term') != term_before else 'no'} |")  # fmt: skip
-        transfers = cluster.nodes[leader].log_path.read_text(errors="replace").count(" sent to ")
-        print(f"\nleader log: {transfers} snapshot transfer(s) completed")
+        for node_id, node in cluster.nodes.items():
+            lines = node.log_path.read_text(errors="replace").splitlines()
+            notable = [line for line in lines if "shoal." in line and " INFO shoal.engine: snap"
+                       not in line]  # fmt: skip
+            print(f"\n{node_id}:" + "".join(f"\n  {line[:200]}" for line in notable[-12:]))
     finally:
         cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        print(f"\nnode logs kept in {root}")
 
 
 if __name__ == "__main__":

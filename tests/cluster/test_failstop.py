@@ -74,7 +74,7 @@ def _fill_disk(path: Path) -> Path:
         handle.truncate(0)
         block = b"\0" * (1 << 20)
         written = 0
-        while written < free - (64 << 10):
+        while written < free - (8 << 10):
             try:
                 written += handle.write(block[: max(4096, min(len(block), free - written))])
             except OSError:
@@ -101,7 +101,7 @@ def _drill(cluster: ClusterProcesses, fault: str, victim: str = "leader") -> dic
                  "-e", "inject=fdatasync:error=EIO", "-e", "inject=fsync:error=EIO"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
-        code = _wait_exit(cluster, failing, timeout=20)
+        code = _wait_exit(cluster, failing, timeout=45)
         assert code == EXIT_FAILED, cluster.nodes[failing].log()
         assert "exiting with status 75" in cluster.nodes[failing].log()
         new_leader = cluster.leader(timeout=20)
