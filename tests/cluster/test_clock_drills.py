@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -91,19 +92,37 @@ def _add(cluster: ClusterProcesses, library: str, title: str) -> int:
         time.sleep(0.2)
 
 
+def _page(cluster: ClusterProcesses, library: str, cursor: str | None) -> dict[str, Any]:
+    """One linearizable page, from whichever node leads once the cluster has
+    settled after the last restart (until then: 503, so ask again)."""
+    params: dict[str, str | int] = {"limit": 7, "consistency": "linearizable"}
+    if cursor:
+        params["cursor"] = cursor
+    deadline = time.monotonic() + 60
+    last = "no answer"
+    while True:
+        try:
+            with cluster.client(cluster.leader(timeout=20)) as api:
+                response = api.get(f"/libraries/{library}/documents", params=params)
+            if response.status_code == 200:
+                page: dict[str, Any] = response.json()
+                return page
+            last = f"{response.status_code} {response.text}"
+        except (httpx.HTTPError, TimeoutError) as exc:
+            last = repr(exc)
+        assert time.monotonic() < deadline, f"no page of the listing: {last}"
+        time.sleep(0.2)
+
+
 def _walk(cluster: ClusterProcesses, library: str) -> list[str]:
     titles: list[str] = []
     cursor: str | None = None
-    with cluster.client(cluster.leader()) as api:
-        while True:
-            params: dict[str, str | int] = {"limit": 7, "consistency": "linearizable"}
-            if cursor:
-                params["cursor"] = cursor
-            page = api.get(f"/libraries/{library}/documents", params=params).json()
-            titles += [item["metadata"]["title"] for item in page["items"]]
-            cursor = page["next_cursor"]
-            if not cursor:
-                return titles
+    while True:
+        page = _page(cluster, library, cursor)
+        titles += [item["metadata"]["title"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return titles
 
 
 def test_wall_clocks_a_day_apart_and_jumping(make_skewed: object) -> None:
