@@ -6,12 +6,11 @@ checksum covers the length too, so every byte of a frame is checked (format
 version 1 checked the body only). A frame whose length is zero, runs
 past the end of the data, or whose checksum does not match ends the readable
 part of a buffer; callers decide whether that is a torn tail or corruption
-(see :func:`scan_frames` and :func:`find_entry_frame`).
+(see :func:`scan_frames`).
 """
 
 from __future__ import annotations
 
-import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -22,14 +21,6 @@ import msgpack
 FRAME = struct.Struct("<II")  # length, checksum
 LENGTH = struct.Struct("<I")
 MAX_FRAME_BYTES = 1 << 30
-# How every entry body starts, in msgpack: an array of four; index and term
-# (unsigned integers of any width); kind (a small one); the payload's bytes tag
-# (captured: it says how wide the payload's length is).
-_ENTRY_BODY_START = re.compile(
-    rb"\x94(?=(?:[\x00-\x7f]|\xcc.|\xcd.{2}|\xce.{4}|\xcf.{8}){2}[\x00-\x7f]([\xc4-\xc6]))",
-    re.DOTALL,
-)
-_BIN_LENGTH_BYTES = {0xC4: 1, 0xC5: 2, 0xC6: 4}
 
 
 class EntryKind(IntEnum):
@@ -125,28 +116,3 @@ def scan_frames(buf: memoryview, start: int = 0) -> ScanResult:
         bodies.append((off, body))
         off += FRAME.size + len(body)
     return ScanResult(bodies, off, None, "")
-
-
-def _payload_end(data: bytes, bin_tag: int) -> int:
-    """Where a payload ends, read from its msgpack bytes tag at ``bin_tag``."""
-    width = _BIN_LENGTH_BYTES[data[bin_tag]]
-    length = int.from_bytes(data[bin_tag + 1 : bin_tag + 1 + width], "big")
-    return bin_tag + 1 + width + length
-
-
-def find_entry_frame(data: bytes, start: int) -> int | None:
-    """Offset of the first well-formed log entry frame at or after ``start``.
-
-    A damaged length cannot say where the next frame begins, so every offset
-    is a candidate. Only those where an entry body could begin are looked at,
-    and the checksum is computed only when the body's own tags end it where
-    the frame's length does: a random length would otherwise cost a checksum
-    over megabytes.
-    """
-    buf = memoryview(data)
-    for match in _ENTRY_BODY_START.finditer(data, start + FRAME.size):
-        off = match.start() - FRAME.size
-        frame_end = match.start() + LENGTH.unpack_from(data, off)[0]
-        if _payload_end(data, match.start(1)) == frame_end and _frame_at(buf, off)[0] is not None:
-            return off
-    return None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from wal import CorruptSnapshot, EntryKind, LogEntry, SnapshotStore
-from wal.records import FRAME, encode_entry, find_entry_frame, scan_frames
+from wal.records import FRAME, encode_entry, scan_frames
 
 
 def one_frame() -> bytes:
@@ -28,21 +28,6 @@ def test_every_single_bit_flip_in_a_frame_is_caught() -> None:
 def test_a_zeroed_header_is_not_a_frame() -> None:
     scan = scan_frames(memoryview(b"\0" * FRAME.size + one_frame()))
     assert scan.bad_offset == 0
-
-
-def test_find_entry_frame_skips_garbage() -> None:
-    garbage = bytes((n * 37 + 11) % 256 for n in range(2000)) + b"\x94" * 50
-    assert find_entry_frame(garbage, 0) is None
-    assert find_entry_frame(garbage + one_frame(), 0) == len(garbage)
-    assert find_entry_frame(one_frame() + garbage, 1) is None
-
-
-@pytest.mark.parametrize("number", [0, 127, 128, 300, 70_000, 2**33])
-@pytest.mark.parametrize("payload_size", [0, 255, 256, 70_000])
-def test_find_entry_frame_finds_entries_of_every_width(number: int, payload_size: int) -> None:
-    entry = LogEntry(number, number, EntryKind.NOOP, b"\x94" * payload_size)
-    garbage = b"\x94\x01\x01\x01\xc4\x05" * 40  # entry-like tags that frame nothing
-    assert find_entry_frame(garbage + encode_entry(entry), 0) == len(garbage)
 
 
 def test_snapshot_of_the_old_format_is_rejected(tmp_path: Path) -> None:
