@@ -1,8 +1,11 @@
 """Requests become commands here; reads are answered from the state machine.
 
-Writes to one library are serialized by an asyncio lock held from
-validation until the command is applied, so what was validated is what the
-command meets. Validation, embedding and encoding run on worker threads.
+Writes are checked here against the state as it is now, so most mistakes
+are refused before anything is logged; many writes, to one library or to
+several, are in flight at once. The state may change between that check and
+the apply, so the state machine checks again, deterministically, and a
+write that no longer fits gets the same error on every replica
+(``Rejected``). Validation, embedding and encoding run on worker threads.
 Reads take the library's read lock and run on worker threads too.
 """
 
@@ -66,13 +69,8 @@ class Service:
         self.engine = engine
         self.state = engine.state
         self.embedders = embedders
-        self._library_locks: dict[str, asyncio.Lock] = {}
-        self._catalog_lock = asyncio.Lock()
 
     # ------------------------------------------------------------ plumbing
-    def _lock(self, library_id: str) -> asyncio.Lock:
-        return self._library_locks.setdefault(library_id, asyncio.Lock())
-
     def leader_or_redirect(self) -> RaftNode:
         """The Raft node, when it leads; otherwise 307 to the leader or 503."""
         raft = self.engine.raft
@@ -148,12 +146,16 @@ class Service:
     def _require(
         self, library_id: str, document_id: str | None = None, chunk_id: str | None = None
     ) -> None:
-        """404 unless the library (and the document or chunk) exists."""
-        with self._reading(library_id) as library:
-            if document_id is not None and document_id not in library.documents:
-                raise NotFound(f"document {document_id} does not exist in library {library_id}")
-            if chunk_id is not None and chunk_id not in library.chunks:
-                raise NotFound(f"chunk {chunk_id} does not exist in library {library_id}")
+        """404 unless the library (and the document or chunk) exists.
+
+        Runs on the event loop, so it takes no lock an apply may hold for
+        long; a membership test of a dict is atomic, and apply checks again.
+        """
+        library = self._library(library_id)
+        if document_id is not None and document_id not in library.documents:
+            raise NotFound(f"document {document_id} does not exist in library {library_id}")
+        if chunk_id is not None and chunk_id not in library.chunks:
+            raise NotFound(f"chunk {chunk_id} does not exist in library {library_id}")
 
     # ----------------------------------------------------------- libraries
     async def create_library(self, body: models.LibraryCreate) -> Written:
@@ -167,22 +169,21 @@ class Service:
         index_params = self._index_params(
             body.index_type, body.index_params, body.metric, body.dimension
         )
-        async with self._catalog_lock:
-            if self.state.library_id_by_name(body.name) is not None:
-                raise Conflict(f"a library named {body.name!r} already exists")
-            return await self._commit(
-                cmd.CreateLibrary(
-                    library_id=new_id(),
-                    name=body.name,
-                    description=body.description,
-                    dimension=body.dimension,
-                    metric=body.metric,
-                    index_type=body.index_type,
-                    index_params=index_params,
-                    embedding_model=model,
-                    created_at=now_us(),
-                )
+        if self.state.library_id_by_name(body.name) is not None:
+            raise Conflict(f"a library named {body.name!r} already exists")
+        return await self._commit(
+            cmd.CreateLibrary(
+                library_id=new_id(),
+                name=body.name,
+                description=body.description,
+                dimension=body.dimension,
+                metric=body.metric,
+                index_type=body.index_type,
+                index_params=index_params,
+                embedding_model=model,
+                created_at=now_us(),
             )
+        )
 
     @staticmethod
     def _index_params(
@@ -207,28 +208,25 @@ class Service:
         for field in ("name", "index_type", "index_params"):
             if field in changes and changes[field] is None:
                 raise InvalidRequest(f"{field} cannot be null")
-        async with self._catalog_lock, self._lock(library_id):
-            info = self._library(library_id).info
-            if "index_type" in changes or "index_params" in changes:
-                index_type = changes.get("index_type", info.index_type)
-                default = info.index_params if index_type == info.index_type else {}
-                changes["index_type"] = index_type
-                changes["index_params"] = self._index_params(
-                    index_type, changes.get("index_params", default), info.metric,
-                    info.dimension,
-                )  # fmt: skip
-            name = changes.get("name")
-            if name is not None and self.state.library_id_by_name(name) not in (None, library_id):
-                raise Conflict(f"a library named {name!r} already exists")
-            return await self._commit(cmd.UpdateLibrary(library_id, changes, now_us()))
+        info = self._library(library_id).info
+        if "index_type" in changes or "index_params" in changes:
+            index_type = changes.get("index_type", info.index_type)
+            default = info.index_params if index_type == info.index_type else {}
+            changes["index_type"] = index_type
+            changes["index_params"] = self._index_params(
+                index_type, changes.get("index_params", default), info.metric,
+                info.dimension,
+            )  # fmt: skip
+        name = changes.get("name")
+        if name is not None and self.state.library_id_by_name(name) not in (None, library_id):
+            raise Conflict(f"a library named {name!r} already exists")
+        return await self._commit(cmd.UpdateLibrary(library_id, changes, now_us()))
 
     async def delete_library(self, library_id: str) -> int:
         if (earlier := self._earlier_outcome()) is not None:
             return earlier[1]
-        async with self._catalog_lock, self._lock(library_id):
-            self._library(library_id)
-            _, index = await self._commit(cmd.DeleteLibrary(library_id))
-        self._library_locks.pop(library_id, None)
+        self._library(library_id)
+        _, index = await self._commit(cmd.DeleteLibrary(library_id))
         return index
 
     def list_libraries(self, cursor: str | None, limit: int) -> dict[str, Any]:
@@ -310,21 +308,21 @@ class Service:
     async def add_document(self, library_id: str, body: models.DocumentCreate) -> Written:
         if (earlier := self._earlier_outcome()) is not None:
             return earlier
-        async with self._lock(library_id):
-            library = self._library(library_id)
-            chunks, label = self._document_chunks(body)
-            batch = await run_in_threadpool(self._chunk_batch, library, chunks, label)
-            stamp = now_us()
-            meta = body.metadata
-            fields = cmd.DocumentFields(
-                title=meta.title,
-                author=meta.author,
-                created_at=datetime_to_us(meta.created_at) if meta.created_at else stamp,
-                document_type=meta.document_type,
-                source_url=meta.source_url,
-                tags=list(dict.fromkeys(meta.tags)),
-            )
-            return await self._commit(cmd.AddDocument(library_id, new_id(), fields, batch, stamp))
+        library = self._library(library_id)
+        # Splitting a long text is work: keep it off the event loop.
+        chunks, label = await run_in_threadpool(self._document_chunks, body)
+        batch = await run_in_threadpool(self._chunk_batch, library, chunks, label)
+        stamp = now_us()
+        meta = body.metadata
+        fields = cmd.DocumentFields(
+            title=meta.title,
+            author=meta.author,
+            created_at=datetime_to_us(meta.created_at) if meta.created_at else stamp,
+            document_type=meta.document_type,
+            source_url=meta.source_url,
+            tags=list(dict.fromkeys(meta.tags)),
+        )
+        return await self._commit(cmd.AddDocument(library_id, new_id(), fields, batch, stamp))
 
     async def update_document(
         self, library_id: str, document_id: str, body: models.DocumentUpdate
@@ -338,19 +336,15 @@ class Service:
             changes["created_at"] = datetime_to_us(changes["created_at"])
         if "tags" in changes:
             changes["tags"] = list(dict.fromkeys(changes["tags"] or []))
-        async with self._lock(library_id):
-            self._require(library_id, document_id)
-            return await self._commit(
-                cmd.UpdateDocument(library_id, document_id, changes, now_us())
-            )
+        self._require(library_id, document_id)
+        return await self._commit(cmd.UpdateDocument(library_id, document_id, changes, now_us()))
 
     async def delete_document(self, library_id: str, document_id: str) -> int:
         if (earlier := self._earlier_outcome()) is not None:
             return earlier[1]
-        async with self._lock(library_id):
-            self._require(library_id, document_id)
-            _, index = await self._commit(cmd.DeleteDocument(library_id, document_id))
-            return index
+        self._require(library_id, document_id)
+        _, index = await self._commit(cmd.DeleteDocument(library_id, document_id))
+        return index
 
     def get_document(
         self,
@@ -378,11 +372,10 @@ class Service:
     ) -> Written:
         if (earlier := self._earlier_outcome()) is not None:
             return earlier
-        async with self._lock(library_id):
-            self._require(library_id, document_id)
-            library = self._library(library_id)
-            batch = await run_in_threadpool(self._chunk_batch, library, body.chunks, "chunks")
-            return await self._commit(cmd.AddChunks(library_id, document_id, batch, now_us()))
+        self._require(library_id, document_id)
+        library = self._library(library_id)
+        batch = await run_in_threadpool(self._chunk_batch, library, body.chunks, "chunks")
+        return await self._commit(cmd.AddChunks(library_id, document_id, batch, now_us()))
 
     def list_chunks(
         self,
@@ -451,20 +444,16 @@ class Service:
     ) -> Written:
         if (earlier := self._earlier_outcome()) is not None:
             return earlier
-        async with self._lock(library_id):
-            library = self._library(library_id)
-            changes, vector = await run_in_threadpool(self._chunk_changes, library, chunk_id, body)
-            return await self._commit(
-                cmd.UpdateChunk(library_id, chunk_id, changes, vector, now_us())
-            )
+        library = self._library(library_id)
+        changes, vector = await run_in_threadpool(self._chunk_changes, library, chunk_id, body)
+        return await self._commit(cmd.UpdateChunk(library_id, chunk_id, changes, vector, now_us()))
 
     async def delete_chunk(self, library_id: str, chunk_id: str) -> int:
         if (earlier := self._earlier_outcome()) is not None:
             return earlier[1]
-        async with self._lock(library_id):
-            self._require(library_id, chunk_id=chunk_id)
-            _, index = await self._commit(cmd.DeleteChunk(library_id, chunk_id))
-            return index
+        self._require(library_id, chunk_id=chunk_id)
+        _, index = await self._commit(cmd.DeleteChunk(library_id, chunk_id))
+        return index
 
     # --------------------------------------------------------------- query
     def _query_vector(

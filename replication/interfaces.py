@@ -13,9 +13,11 @@ from wal import LogEntry
 class FsyncPolicy(StrEnum):
     """When appended entries are forced to disk before they count as durable.
 
-    ``always``: each entry is fsynced on its own before it is acknowledged.
-    ``batch``: entries that arrive while a sync is running share the next
-    one (group commit); still nothing is acknowledged before its fsync.
+    ``always``: every entry is fsynced before it is acknowledged; entries
+    that arrive while a sync is running share the next one (group commit),
+    which changes when an entry is synced, never whether.
+    ``batch``: the same as ``always`` (it once meant group commit when
+    ``always`` synced each entry alone); kept so existing settings work.
     ``off``: entries are handed to the OS and acknowledged; they survive a
     process crash but not a power loss.
     """

@@ -264,11 +264,10 @@ class RaftNode:
     # ----------------------------------------------------------- event loop
     async def _event_loop(self) -> None:
         while self._running:
+            # Everything that queued up meanwhile goes into one batch: one
+            # append and one fsync for all its proposals (group commit).
             batch = [await self._events.get()]
-            proposals = isinstance(batch[0], _Proposal)
             while len(batch) < MAX_EVENTS and not self._events.empty():
-                if proposals and self.fsync is FsyncPolicy.ALWAYS:
-                    break  # one entry per fsync
                 batch.append(self._events.get_nowait())
             try:
                 await self._process(batch)
