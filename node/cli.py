@@ -14,6 +14,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator, Sequence
+from types import FrameType
 from typing import Any
 
 from pydantic import ValidationError
@@ -113,6 +114,14 @@ def serve(settings: Settings) -> int:
             with super().capture_signals():
                 yield
                 self._captured_signals.clear()
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            # Requests waiting on the cluster would hold the drain open until
+            # their own timeouts; answer them as soon as the loop runs.
+            engine = app.state.engine
+            if engine.loop is not None:
+                engine.loop.call_soon_threadsafe(engine.begin_shutdown)
 
     from node.app import create_app
 

@@ -52,7 +52,7 @@ async def read_barrier(
             elif raft.leader_id is None or raft.transport is None:
                 raise NoLeader("no leader is known right now; a linearizable read needs one")
             else:
-                index = await raft.transport.read_index(raft.leader_id)
+                index = await raft.forwarded_read_index()
         except (NotLeader, PeerUnreachable):
             raise NoLeader("the leader could not confirm a read index; retry soon") from None
         except NotAccepting as exc:

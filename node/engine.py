@@ -52,6 +52,8 @@ LOST_TAIL_MARKER = "lost-tail"
 EXIT_FAILED = 75
 EXIT_GRACE_SECONDS = 0.5
 REPLAY_BATCH = 512
+# How long writes and reads in flight may still finish after SIGTERM.
+SHUTDOWN_GRACE_SECONDS = 2.0
 COMMIT_HINT = struct.Struct("<Q")
 HINT_EVERY_SECONDS = 1.0
 
@@ -135,7 +137,10 @@ class Engine:
             # finds nothing left to cut, but the entries are still missing.
             write_atomic(marker, b"cut entries this node may have acknowledged\n")
         self.recovery = RecoveryReport(
-            snapshot_index, replayed, report.torn_bytes_cut, marker.exists(),
+            snapshot_index,
+            replayed,
+            report.torn_bytes_cut,
+            marker.exists(),
             time.perf_counter() - started,
         )
         log.info(
@@ -188,6 +193,19 @@ class Engine:
         timer = threading.Timer(EXIT_GRACE_SECONDS, os._exit, args=(EXIT_FAILED,))
         timer.daemon = True
         timer.start()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the node runs on, once started."""
+        return self._loop
+
+    def begin_shutdown(self) -> None:
+        """On the loop, when the process is told to stop: new requests are
+        refused; those waiting on the cluster get a moment to finish, then
+        an answer, instead of holding the drain open until their timeouts."""
+        if self.raft is not None and self._loop is not None:
+            self.raft.begin_shutdown()
+            self._loop.call_later(SHUTDOWN_GRACE_SECONDS, self.raft.abandon_waiting)
 
     async def stop(self) -> None:
         self._closing = True
@@ -404,4 +422,3 @@ class Engine:
                 self._digest = (before, digest)
                 return self._digest
         return self.state.applied_index, digest
-

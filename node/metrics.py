@@ -6,7 +6,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -58,6 +63,14 @@ class EngineCollector(Collector):
         }
         for name, (doc, value) in counters.items():
             yield CounterMetricFamily(name, doc, value=value)
+        histograms = {
+            "shoal_raft_leader_gap_seconds": (
+                "Time between messages from the leader, on a follower", replicator.leader_gaps),
+            "shoal_raft_loop_lag_seconds": (
+                "How late the Raft loop's ticks ran", replicator.loop_lag),
+        }  # fmt: skip
+        for name, (doc, gaps) in histograms.items():
+            yield HistogramMetricFamily(name, doc, buckets=gaps.cumulative(), sum_value=gaps.total)
 
 
 class NodeMetrics:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from replication.gap_histogram import GapHistogram
 from replication.interfaces import Applier, Committed, FsyncPolicy, NotAccepting
 from replication.messages import (
     AppendRequest,
@@ -36,6 +37,7 @@ from replication.messages import (
     VoteRequest,
 )
 from replication.raft import NotLeader, RaftConfig, RaftCore, Ready, Role, SafetyViolation
+from replication.read_coalescer import ReadCoalescer
 from replication.transport import HttpTransport, PeerUnreachable
 from wal import FileLogStore, LogEntry, StableStore
 
@@ -135,12 +137,18 @@ class RaftNode:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
         self.last_contact: dict[str, float] = {}
+        # Time between messages from the leader (followers), and how late ticks ran.
+        self.leader_gaps = GapHistogram()
+        self.loop_lag = GapHistogram()
         self._transfers: dict[str, asyncio.Task[None]] = {}
         # Called once, on the loop, when this node fails (see _fail).
         self.on_failure: Callable[[str], None] | None = None
         # Called once, on the loop, when a node that lost its tail may vote again.
         self.on_tail_recovered: Callable[[], None] | None = None
         self._chore_future: asyncio.Future[Any] | None = None
+        self._leader_reads = ReadCoalescer(self._ask_leader_for_read_index)
+        # Set when the process is asked to stop: nothing new is taken on.
+        self.stopping: str | None = None
 
     # ------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -178,7 +186,9 @@ class RaftNode:
 
     async def _ticker(self) -> None:
         while self._running:
+            slept_from = time.monotonic()
             await asyncio.sleep(TICK_SECONDS)
+            self.loop_lag.observe(max(0.0, time.monotonic() - slept_from - TICK_SECONDS))
             self._events.put_nowait("tick")
 
     # --------------------------------------------------------------- status
@@ -204,8 +214,7 @@ class RaftNode:
 
     # ------------------------------------------------------------- requests
     async def propose(self, payload: bytes) -> Committed:
-        if self.failure is not None:
-            raise NotAccepting(self.failure)
+        self._check_accepting()
         future: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
         self._events.put_nowait(_Proposal(payload, future))
         return await future
@@ -214,7 +223,11 @@ class RaftNode:
         """An RPC from a peer; the answer leaves only after it is durable."""
         if self.failure is not None:
             raise NotAccepting(self.failure)
-        self.last_contact[message.sender] = time.monotonic()
+        now = time.monotonic()
+        previous = self.last_contact.get(message.sender)
+        if previous is not None and message.sender == self.leader_id:
+            self.leader_gaps.observe(now - previous)
+        self.last_contact[message.sender] = now
         future: asyncio.Future[Message | None] = asyncio.get_running_loop().create_future()
         self._events.put_nowait(_Inbound(message, future))
         answer: Message | None = await self._answer(future)
@@ -222,12 +235,58 @@ class RaftNode:
 
     async def read_index(self) -> int:
         """Leader only: a commit index that is safe for a linearizable read."""
-        if self.failure is not None:
-            raise NotAccepting(self.failure)
+        self._check_accepting()
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._events.put_nowait(_Read(future))
         index: int = await self._answer(future)
         return index
+
+    async def forwarded_read_index(self) -> int:
+        """Follower: a read index from the leader, one round trip for every
+        read waiting at the time (see :mod:`replication.read_coalescer`)."""
+        self._check_accepting()
+        return await self._leader_reads.read_index()
+
+    async def _ask_leader_for_read_index(self) -> int:
+        leader = self.leader_id
+        if leader is None or leader == self.node_id or self.transport is None:
+            raise NotLeader(None if leader == self.node_id else leader)
+        return await self.transport.read_index(leader)
+
+    def _check_accepting(self) -> None:
+        if self.failure is not None:
+            raise NotAccepting(self.failure)
+        if self.stopping is not None:
+            raise NotAccepting(self.stopping)
+
+    def begin_shutdown(self, reason: str = "the node is stopping") -> None:
+        """The process was asked to stop: take on no new writes or reads.
+
+        The loop itself runs on until :meth:`stop`, so this node still
+        answers its peers, and what is in flight may finish, while the
+        server drains.
+        """
+        self.stopping = self.stopping or reason
+
+    def abandon_waiting(self) -> None:
+        """Answer everyone still waiting, at once (late in a shutdown).
+
+        Writes in flight may still commit: their callers are told the outcome
+        is unknown and to retry with their Idempotency-Key.
+        """
+        reason = self.stopping or "the node is stopping"
+        for _, proposal in self._proposals.values():
+            if not proposal.done():
+                proposal.set_exception(OutcomeUnknown(reason))
+        self._proposals.clear()
+        for read in self._reads.values():
+            if not read.done():
+                read.set_exception(NotAccepting(reason))
+        self._reads.clear()
+        for _, waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(NotAccepting(reason))
+        self._waiters.clear()
 
     async def _answer(self, future: asyncio.Future[Any]) -> Any:
         try:
@@ -341,6 +400,9 @@ class RaftNode:
                 if event.future is not None:
                     answers.append((event.future, answer))
             elif isinstance(event, _Read):
+                if self.stopping is not None:
+                    event.future.set_exception(NotAccepting(self.stopping))
+                    continue
                 self._read_ids += 1
                 try:
                     core.read_index(self._read_ids, now)
@@ -372,8 +434,9 @@ class RaftNode:
         assert self.core is not None
         if proposal.future.done():  # its caller gave up before we got to it
             return
-        if self.failure is not None:
-            proposal.future.set_exception(NotAccepting(self.failure))
+        refusal = self.failure or self.stopping
+        if refusal is not None:
+            proposal.future.set_exception(NotAccepting(refusal))
             return
         try:
             index, term = self.core.propose(proposal.payload, now)

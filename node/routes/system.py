@@ -59,8 +59,9 @@ def cluster(engine: EngineDep) -> dict[str, Any]:
         "peers": peer_views(raft, urls, 2 * settings.election_timeout) if raft else [],
         "ready": engine.ready_reason() is None,
         "failure": engine.failure,
-        "waits_for_newer_leader": bool(raft and raft.core and raft.core.waits_for_leader_after
-                                       is not None),
+        "waits_for_newer_leader": bool(
+            raft and raft.core and raft.core.waits_for_leader_after is not None
+        ),
         "wal": {
             "first_index": engine.log_store.first_index() if raft else None,
             "last_index": engine.log_store.last_index() if raft else None,

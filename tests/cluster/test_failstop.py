@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,3 +162,47 @@ def test_malformed_message_from_a_peer_is_refused_and_changes_nothing(
         assert created.status_code == 201, created.text
     assert cluster.leader() == leader
     cluster.converged()
+
+
+def test_sigterm_stops_a_leader_that_lost_its_followers(make_cluster: object) -> None:
+    """A node cut off from the rest, with reads and writes waiting on it,
+    still stops promptly on SIGTERM, answering what waits, and exits 0."""
+    cluster: ClusterProcesses = make_cluster(3)  # type: ignore[operator]
+    leader = cluster.leader()
+    with cluster.client(leader) as api:
+        library_id = api.post("/libraries", json={"name": "stranded"}).json()["id"]
+    followers = cluster.followers()
+    for follower in followers:
+        cluster.pause(follower)
+    answers: list[int | str] = []
+
+    def request(kind: str) -> None:
+        url = cluster.nodes[leader].url
+        try:
+            if kind == "read":
+                params = {"consistency": "linearizable"}
+                response = httpx.get(f"{url}/libraries/{library_id}", params=params, timeout=60)
+            else:
+                body = {"description": "late"}
+                response = httpx.patch(f"{url}/libraries/{library_id}", json=body, timeout=60)
+            answers.append(response.status_code)
+        except httpx.HTTPError as exc:
+            answers.append(type(exc).__name__)
+
+    waiting = [threading.Thread(target=request, args=(k,)) for k in ("read", "write") * 4]
+    for thread in waiting:
+        thread.start()
+    try:
+        time.sleep(0.3)
+        stopped_at = time.monotonic()
+        code = cluster.nodes[leader].stop(timeout=30)
+        took = time.monotonic() - stopped_at
+        for thread in waiting:
+            thread.join(30)
+    finally:
+        for follower in followers:
+            cluster.resume(follower)
+    assert code == 0, cluster.nodes[leader].log()
+    assert took < 10, f"SIGTERM took {took:.1f}s to stop the node"
+    assert len(answers) == len(waiting), answers
+    assert 200 not in answers, answers  # nothing was confirmed by a majority
