@@ -115,7 +115,7 @@ fixed_dot: Any = intrinsic(_fixed_dot)
 
 
 # ---------------------------------------------------------------- distances
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=True, nogil=True)
 def _dot(data: np.ndarray, row: int, query: np.ndarray) -> Any:
     """For search: under a fastmath caller LLVM picks the summation order."""
     total = np.float32(0.0)
@@ -124,7 +124,7 @@ def _dot(data: np.ndarray, row: int, query: np.ndarray) -> Any:
     return total
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=True, nogil=True)
 def _finish(mode: int, product: Any, row_aux: Any, query_aux: Any) -> Any:
     if mode == COSINE:
         return 1.0 - product * row_aux * query_aux
@@ -133,7 +133,7 @@ def _finish(mode: int, product: Any, row_aux: Any, query_aux: Any) -> Any:
     return -product
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=True, nogil=True)
 def distance(
     data: np.ndarray, aux: np.ndarray, mode: int, row: int, query: np.ndarray, query_aux: float
 ) -> Any:
@@ -141,7 +141,7 @@ def distance(
     return _finish(mode, _dot(data, row, query), aux[row], query_aux)
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=True, nogil=True)
 def fixed_distance(
     data: np.ndarray, aux: np.ndarray, mode: int, row: int, query: np.ndarray, query_aux: float
 ) -> Any:
@@ -149,7 +149,7 @@ def fixed_distance(
     return _finish(mode, fixed_dot(data, row, query), aux[row], query_aux)
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=True, nogil=True)
 def row_distance(data: np.ndarray, aux: np.ndarray, mode: int, a: int, b: int) -> Any:
     """Build-path distance between two stored rows."""
     return fixed_distance(data, aux, mode, a, data[b], aux[b])
@@ -158,7 +158,7 @@ def row_distance(data: np.ndarray, aux: np.ndarray, mode: int, a: int, b: int) -
 # -------------------------------------------------------------------- heaps
 # Binary min-heaps over (key, value) pairs kept in two arrays. A max-heap is
 # a min-heap on negated keys.
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=True, nogil=True)
 def heap_push(keys: np.ndarray, values: np.ndarray, size: int, key: float, value: int) -> int:
     slot = size
     while slot > 0:
@@ -173,7 +173,7 @@ def heap_push(keys: np.ndarray, values: np.ndarray, size: int, key: float, value
     return size + 1
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=True, nogil=True)
 def heap_pop(keys: np.ndarray, values: np.ndarray, size: int) -> int:
     """Remove the smallest; the caller reads keys[0]/values[0] first."""
     size -= 1
@@ -198,7 +198,7 @@ def heap_pop(keys: np.ndarray, values: np.ndarray, size: int) -> int:
 
 
 # -------------------------------------------------------------- graph access
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=True, nogil=True)
 def neighbours(
     node: int,
     level: int,
@@ -214,7 +214,7 @@ def neighbours(
     return upper_links[row, : upper_count[row]]
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=True, nogil=True)
 def _set_neighbours(
     node: int,
     level: int,
@@ -235,7 +235,7 @@ def _set_neighbours(
         upper_count[row] = count
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def next_tag(visited: np.ndarray, tag: int) -> int:
     tag += 1
     if tag >= 0xFFFFFFFF:
@@ -245,7 +245,7 @@ def next_tag(visited: np.ndarray, tag: int) -> int:
 
 
 # -------------------------------------------------------------- layer search
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=True, nogil=True)
 def _search_layer(
     measure: Any,
     data: np.ndarray,
@@ -338,7 +338,7 @@ def _search_layer(
     return count, cand_keys, cand_values
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=True, nogil=True)
 def _sort_pairs(keys: np.ndarray, values: np.ndarray, count: int) -> None:
     """Insertion sort of the first ``count`` pairs by key, ties by value."""
     for i in range(1, count):
@@ -353,7 +353,7 @@ def _sort_pairs(keys: np.ndarray, values: np.ndarray, count: int) -> None:
         values[j + 1] = value
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=True, nogil=True)
 def _greedy_descent(
     measure: Any,
     data: np.ndarray,
@@ -390,7 +390,7 @@ def _greedy_descent(
 
 # Search-path entry points: fastmath, since they only rank results for a
 # query. The build path inlines the cores above with ``fixed_distance``.
-@numba.njit(fastmath=True, cache=True)
+@numba.njit(fastmath=True, cache=True, nogil=True)
 def search_layer(
     data: np.ndarray,
     aux: np.ndarray,
@@ -447,7 +447,7 @@ def search_layer(
     )
 
 
-@numba.njit(fastmath=True, cache=True)
+@numba.njit(fastmath=True, cache=True, nogil=True)
 def greedy_descent(
     data: np.ndarray,
     aux: np.ndarray,
@@ -483,7 +483,7 @@ def greedy_descent(
 
 
 # ------------------------------------------------------ neighbour selection
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def select_heuristic(
     data: np.ndarray,
     aux: np.ndarray,
@@ -518,7 +518,7 @@ def select_heuristic(
     return chosen
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _connect_back(
     data: np.ndarray,
     aux: np.ndarray,
@@ -566,7 +566,7 @@ def _connect_back(
 
 
 # ------------------------------------------------------------------- insert
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def insert_batch(
     data: np.ndarray,
     aux: np.ndarray,
@@ -691,7 +691,7 @@ def insert_batch(
 
 
 # ------------------------------------------------------------------- search
-@numba.njit(fastmath=True, cache=True)
+@numba.njit(fastmath=True, cache=True, nogil=True)
 def search_batch(
     data: np.ndarray,
     aux: np.ndarray,
@@ -776,7 +776,7 @@ def search_batch(
 
 
 # ------------------------------------------------------------------- repair
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def repair(
     data: np.ndarray,
     aux: np.ndarray,

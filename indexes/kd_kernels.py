@@ -21,7 +21,7 @@ L2 = 1
 DOT = 2
 
 
-@numba.njit(inline="always", fastmath=True, cache=True)
+@numba.njit(inline="always", fastmath=True, cache=True, nogil=True)
 def _score(
     data: np.ndarray, aux: np.ndarray, mode: int, row: int, query: np.ndarray, query_aux: float
 ) -> Any:
@@ -35,7 +35,7 @@ def _score(
     return product
 
 
-@numba.njit(inline="always", fastmath=True, cache=True)
+@numba.njit(inline="always", fastmath=True, cache=True, nogil=True)
 def _bound(
     lo: np.ndarray, hi: np.ndarray, node: int, mode: int, query: np.ndarray, unit_query: np.ndarray
 ) -> Any:
@@ -51,7 +51,7 @@ def _bound(
     return total
 
 
-@numba.njit(fastmath=True, cache=True)
+@numba.njit(fastmath=True, cache=True, nogil=True)
 def search_batch(
     data: np.ndarray,
     aux: np.ndarray,

@@ -83,7 +83,7 @@ def _run_max(row: np.ndarray, mode: int, factor: np.ndarray, lo: int, hi: int) -
     return best
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=True, nogil=True)
 def offer(values: np.ndarray, ids: np.ndarray, value: float, row: int) -> None:
     """Keep the k best (value, row) pairs sorted best first, ties by lower row.
 

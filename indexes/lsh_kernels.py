@@ -13,7 +13,7 @@ from indexes.prefetch import prefetch_row
 MODES = {"cosine": 0, "l2": 1, "dot": 2}
 
 
-@numba.njit(inline="always", fastmath=True, cache=True)
+@numba.njit(inline="always", fastmath=True, cache=True, nogil=True)
 def _score(
     data: np.ndarray, sqnorms: np.ndarray, mode: int, row: int, query: np.ndarray, query_sq: float
 ) -> Any:
@@ -28,7 +28,7 @@ def _score(
     return product
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _first_at_least(keys: np.ndarray, key: int) -> int:
     lo, hi = 0, keys.shape[0]
     while lo < hi:
@@ -40,7 +40,7 @@ def _first_at_least(keys: np.ndarray, key: int) -> int:
     return lo
 
 
-@numba.njit(fastmath=True, cache=True)
+@numba.njit(fastmath=True, cache=True, nogil=True)
 def search_batch(
     data: np.ndarray,
     sqnorms: np.ndarray,

@@ -228,15 +228,25 @@ class Library:
         document.chunk_ids.extend(batch.ids)
         return created
 
-    def rebuild_index(self, index_type: str, index_params: dict[str, Any]) -> None:
-        """Replace the index with a new one built over every live row, in row order.
+    def build_index(self, index_type: str, index_params: dict[str, Any]) -> VectorIndex | None:
+        """A new index over every live row, in row order, beside the one in use.
 
-        Raises ValueError, changing nothing, when the new index cannot be built.
+        Needs only the read lock: it changes nothing a reader sees (the
+        vectors it writes into the shared store are the ones already there),
+        so searches go on while it builds. None when there are no vectors
+        yet. Raises ValueError, changing nothing, when it cannot be built.
         """
         if self.store is None:
             indexes.create(index_type, dim=1, metric=self.info.metric, **index_params)
-        else:
-            self.index = self._index_over_live_rows(index_type, index_params)
+            return None
+        return self._index_over_live_rows(index_type, index_params)
+
+    def swap_index(
+        self, index: VectorIndex | None, index_type: str, index_params: dict[str, Any]
+    ) -> None:
+        """Put an index from :meth:`build_index` in use (under the write lock)."""
+        if index is not None:
+            self.index = index
         self.info.index_type, self.info.index_params = index_type, dict(index_params)
 
     def update_document(self, command: UpdateDocument) -> DocumentRecord:

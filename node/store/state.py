@@ -181,20 +181,25 @@ class StateMachine:
 
     def _update_library(self, command: cmd.UpdateLibrary, entry_index: int, want: bool) -> Any:
         new_name = command.changes.get("name")
-        with self._writing(command.library_id) as library:
-            if (
-                new_name is not None
-                and self.names.get(new_name, library.info.id) != library.info.id
-            ):
-                raise Rejected("Conflict", f"a library named {new_name!r} already exists")
-            changes = dict(command.changes)
-            index_type = changes.pop("index_type", library.info.index_type)
-            index_params = changes.pop("index_params", library.info.index_params)
-            if (index_type, index_params) != (library.info.index_type, library.info.index_params):
-                try:
-                    library.rebuild_index(index_type, index_params)
-                except (ValueError, TypeError) as exc:
-                    raise Rejected("InvalidRequest", f"cannot build the index: {exc}") from None
+        library = self._library(command.library_id)
+        # Only the applier changes state, so what is checked here holds until
+        # the swap below; readers may hold the library meanwhile.
+        if new_name is not None and self.names.get(new_name, library.info.id) != library.info.id:
+            raise Rejected("Conflict", f"a library named {new_name!r} already exists")
+        changes = dict(command.changes)
+        index_type = changes.pop("index_type", library.info.index_type)
+        index_params = changes.pop("index_params", library.info.index_params)
+        rebuild = (index_type, index_params) != (library.info.index_type, library.info.index_params)
+        built = None
+        if rebuild:
+            try:
+                with library.lock.read():  # searches go on while the new index is built
+                    built = library.build_index(index_type, index_params)
+            except (ValueError, TypeError) as exc:
+                raise Rejected("InvalidRequest", f"cannot build the index: {exc}") from None
+        with library.lock.write():
+            if rebuild:
+                library.swap_index(built, index_type, index_params)
             with self.catalog_lock:
                 if new_name is not None:
                     del self.names[library.info.name]
