@@ -31,9 +31,11 @@ ENV SHOAL_HOST=0.0.0.0 \
     SHOAL_DATA_DIR=/data \
     PYTHONUNBUFFERED=1 \
     NUMBA_CACHE_DIR=/home/shoal/.cache/numba
+# Compile the index kernels into numba's cache now, not at the first start.
+RUN python -m indexes.warmup
 VOLUME ["/data"]
 EXPOSE 7700
-HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('SHOAL_PORT', '7700'); sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/health', timeout=2).status == 200 else 1)"]
 ENTRYPOINT ["shoal"]
 CMD ["serve"]

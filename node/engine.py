@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from indexes.warmup import warm_kernels
 from node.settings import Settings
 from node.snapshot_inbox import SnapshotInbox, TransferKey
 from node.store.digest import state_digest
@@ -113,6 +114,8 @@ class Engine:
         """Recover from disk (blocking; run it on a worker thread)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_data_dir()
+        warmed = warm_kernels()
+        log.info("index kernels ready in %.2fs", warmed)
         started = time.perf_counter()
         self.stable.load()
         snapshot_index, snapshot_term = self._restore_snapshot()

@@ -98,6 +98,14 @@ def test_the_image_build_installs_a_shoal_that_serves(tmp_path: Path) -> None:
            "SHOAL_DATA_DIR": str(tmp_path / "data"),
            "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}  # fmt: skip
     env.pop("PYTHONPATH", None)
+    # The image compiles the index kernels at build time, as its RUN line says.
+    (warm,) = [rest for rest in image.instructions("RUN") if "indexes.warmup" in rest]
+    words = shlex.split(warm)
+    assert words[0] == "python", warm
+    warmed = subprocess.run([str(python), *words[1:]], cwd=outside, env=env,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert warmed.returncode == 0, warmed.stdout + warmed.stderr
+    assert list((tmp_path / "numba-cache").rglob("*.nbi")), "the warm-up cached no kernels"
     (entrypoint,) = image.exec_form("ENTRYPOINT")
     log = (tmp_path / "serve.log").open("wb")
     command = [str(python.parent / entrypoint), *image.exec_form("CMD")]

@@ -166,7 +166,7 @@ def test_snapshot_transfer_is_not_restarted_while_it_makes_progress() -> None:
     core = elected(log)
     (probe,) = appends_to(core, "n2")
     core.receive(AppendResponse(core.term, "n2", False, 0, conflict_index=1, rpc=probe.rpc), 5.1)
-    (_, rpc, _), = core.take_ready().snapshots
+    ((_, rpc, _),) = core.take_ready().snapshots
     now = 5.1
     for _ in range(200):  # 40 s of a slow transfer, each chunk acknowledged
         now += 0.2
@@ -200,7 +200,7 @@ def test_stalled_or_failed_transfer_backs_off_then_retries() -> None:
     core = elected(log)
     (probe,) = appends_to(core, "n2")
     core.receive(AppendResponse(core.term, "n2", False, 0, conflict_index=1, rpc=probe.rpc), 5.1)
-    (_, rpc, _), = core.take_ready().snapshots
+    ((_, rpc, _),) = core.take_ready().snapshots
     core.receive(Unreachable(0, "n2", rpc), 5.2)
     core.tick(5.5)
     ready = core.take_ready()
@@ -238,7 +238,7 @@ def test_snapshot_answer_moves_the_follower_on() -> None:
     core = elected(log)
     (probe,) = appends_to(core, "n2")
     core.receive(AppendResponse(core.term, "n2", False, 0, conflict_index=1, rpc=probe.rpc), 5.1)
-    (_, rpc, _), = core.take_ready().snapshots
+    ((_, rpc, _),) = core.take_ready().snapshots
     core.receive(SnapshotResponse(core.term, "n2", 30, rpc), 5.3)
     progress = core.progress["n2"]
     assert (progress.state, progress.match_index, progress.next_index) == (PeerState.PROBE, 30, 31)
@@ -275,10 +275,10 @@ def test_answer_to_an_abandoned_transfer_is_ignored() -> None:
     core = elected(log)
     (probe,) = appends_to(core, "n2")
     core.receive(AppendResponse(core.term, "n2", False, 0, conflict_index=1, rpc=probe.rpc), 5.1)
-    (_, old_rpc, _), = core.take_ready().snapshots
+    ((_, old_rpc, _),) = core.take_ready().snapshots
     core.receive(Unreachable(0, "n2", old_rpc), 5.2)  # given up; a new one follows
     core.tick(5.2 + PATIENT.snapshot_backoff + 0.01)
-    (_, new_rpc, _), = core.take_ready().snapshots
+    ((_, new_rpc, _),) = core.take_ready().snapshots
     assert new_rpc != old_rpc
     core.receive(SnapshotResponse(core.term, "n2", 30, old_rpc), 6.5)  # the old one, late
     progress = core.progress["n2"]
