@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,13 +10,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from node import body
+from node import body, raft_endpoint
 from node.embeddings import EmbeddingRegistry, build_registry
 from node.engine import DataDirInUse, Engine
 from node.metrics import NodeMetrics
 from node.middleware import NodeMiddleware
 from node.problems import install_error_handlers
 from node.questions import Questions
+from node.raft_endpoint import raft_post
 from node.routes import ask, chunks, documents, internal, libraries, query, system
 from node.service import Service
 from node.settings import Settings
@@ -70,5 +72,6 @@ def create_app(
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
         api_key=settings.api_key,
+        fast_routes={("POST", raft_endpoint.PATH): functools.partial(raft_post, engine)},
     )
     return app

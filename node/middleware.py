@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,6 +26,18 @@ class _TooLarge(Exception):
     pass
 
 
+class _Disconnected(Exception):
+    """The client went away before its body arrived."""
+
+    def __init__(self, message: Message) -> None:
+        super().__init__("client disconnected")
+        self.message = message
+
+
+# A path answered without the web framework: (headers, body) -> msgpack answer.
+FastRoute = Callable[[dict[bytes, bytes], bytes], Awaitable[bytes]]
+
+
 class NodeMiddleware:
     def __init__(
         self,
@@ -33,8 +46,10 @@ class NodeMiddleware:
         metrics: NodeMetrics,
         max_body_bytes: int,
         api_key: str | None,
+        fast_routes: dict[tuple[str, str], FastRoute] | None = None,
     ) -> None:
         self.app = app
+        self.fast_routes = fast_routes or {}
         self.node_id = node_id.encode()
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -62,8 +77,11 @@ class NodeMiddleware:
                 refusal = InvalidRequest(
                     f"Idempotency-Key must be 1 to {MAX_KEY} printable characters"
                 )
+            fast = self.fast_routes.get((scope.get("method", ""), scope["path"]))
             if refusal is not None:
                 await _send_problem(send_tagged, refusal, scope["path"])
+            elif fast is not None:
+                await _answer_fast(fast, scope, await self._body(receive), send_tagged)
             else:
                 await self.app(scope, await self._buffered(receive), send_tagged)
         except _TooLarge:
@@ -79,6 +97,8 @@ class NodeMiddleware:
             request_key.reset(token)
             route = scope.get("route")
             label = getattr(route, "path", "unmatched")
+            if (scope.get("method", ""), scope["path"]) in self.fast_routes:
+                label = scope["path"]
             method = scope.get("method", "")
             self.metrics.requests.labels(method, label, str(status["code"])).inc()
             self.metrics.latency.labels(method, label).observe(time.perf_counter() - started)
@@ -107,21 +127,27 @@ class NodeMiddleware:
 
     async def _buffered(self, receive: Receive) -> Receive:
         """Read the whole body (refusing it past the limit), then replay it."""
+        try:
+            body = await self._body(receive)
+        except _Disconnected as gone:
+            return _replay([gone.message], receive)
+        return _replay([{"type": "http.request", "body": body, "more_body": False}], receive)
+
+    async def _body(self, receive: Receive) -> bytes:
+        """The whole request body, refused past the limit."""
         chunks: list[bytes] = []
         seen = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return _replay([message], receive)
+                raise _Disconnected(message)
             chunk = message.get("body", b"")
             seen += len(chunk)
             if seen > self.max_body_bytes:
                 raise _TooLarge
             chunks.append(chunk)
             if not message.get("more_body", False):
-                break
-        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-        return _replay([body], receive)
+                return b"".join(chunks)
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
@@ -133,6 +159,18 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
         return await receive()
 
     return replaying_receive
+
+
+async def _answer_fast(route: FastRoute, scope: Scope, body: bytes, send: Send) -> None:
+    try:
+        answer = await route(dict(scope.get("headers") or []), body)
+    except ShoalError as error:
+        await _send_problem(send, error, scope["path"])
+        return
+    headers = [(b"content-type", b"application/msgpack"),
+               (b"content-length", str(len(answer)).encode())]  # fmt: skip
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": answer})
 
 
 async def _send_problem(send: Send, error: ShoalError, path: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import os
 import random
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from pathlib import Path
 import httpx
 
 from replication.messages import Message, decode, encode
+from replication.peer_http import PeerHttp
+from replication.peer_http import PeerUnreachable as PeerUnreachable
 
 SECRET_HEADER = "X-Shoal-Cluster-Secret"
 MSGPACK = "application/msgpack"
@@ -29,10 +32,6 @@ SNAPSHOT_CHUNK = 4 << 20
 SNAPSHOT_CHUNK_SECONDS = 30.0  # one chunk, written by the follower
 SNAPSHOT_INSTALL_SECONDS = 3600.0  # the follower building the new state
 SNAPSHOT_POLL_SECONDS = 0.25
-
-
-class PeerUnreachable(Exception):
-    pass
 
 
 @dataclass
@@ -80,8 +79,10 @@ class HttpTransport:
         self.peer_urls = peer_urls
         self.faults = faults
         headers = {SECRET_HEADER: secret} if secret else {}
-        limits = httpx.Limits(max_connections=16, max_keepalive_connections=8)
-        self._client = httpx.AsyncClient(headers=headers, timeout=timeout, limits=limits)
+        self._peers = {
+            peer: PeerHttp(url, {**headers, "X-Shoal-From": node_id}, timeout)
+            for peer, url in peer_urls.items()
+        }
         self._snapshot_client = httpx.AsyncClient(headers=headers, timeout=SNAPSHOT_CHUNK_SECONDS)
 
     async def call(self, peer: str, message: Message) -> Message:
@@ -95,23 +96,19 @@ class HttpTransport:
         body = encode(message)
         if faults.duplicate_rate and faults.rng.random() < faults.duplicate_rate:
             asyncio.ensure_future(self._post(peer, body))  # noqa: RUF006 - answer ignored
-        response = await self._post(peer, body)
+        answer = await self._post(peer, body)
         if faults.drop_rate and faults.rng.random() < faults.drop_rate:
             raise PeerUnreachable(f"answer from {peer} dropped (fault injection)")
-        return decode(response.content)
+        return decode(answer)
 
-    async def _post(self, peer: str, body: bytes) -> httpx.Response:
+    async def _post(self, peer: str, body: bytes, path: str = "/_cluster/raft") -> bytes:
         try:
-            response = await self._client.post(
-                f"{self.peer_urls[peer]}/_cluster/raft",
-                content=body,
-                headers={"content-type": MSGPACK},
-            )
-        except httpx.HTTPError as exc:
-            raise PeerUnreachable(f"{peer}: {exc!r}") from None
-        if response.status_code != 200:
-            raise PeerUnreachable(f"{peer} answered {response.status_code}")
-        return response
+            status, answer = await self._peers[peer].post(path, body, MSGPACK)
+        except PeerUnreachable as exc:
+            raise PeerUnreachable(f"{peer}: {exc}") from None
+        if status != 200:
+            raise PeerUnreachable(f"{peer} answered {status}")
+        return answer
 
     async def send_snapshot(
         self,
@@ -195,17 +192,15 @@ class HttpTransport:
         """Ask the leader for a linearizable read index."""
         if self.faults.blocks_outgoing(leader):
             raise PeerUnreachable(f"link to {leader} is cut (fault injection)")
+        answer = await self._post(leader, b"", "/_cluster/read_index")
         try:
-            response = await self._client.post(
-                f"{self.peer_urls[leader]}/_cluster/read_index",
-                headers={"X-Shoal-From": self.node_id},
-            )
-        except httpx.HTTPError as exc:
-            raise PeerUnreachable(f"{leader}: {exc!r}") from None
-        if response.status_code != 200:
-            raise PeerUnreachable(f"{leader} answered {response.status_code}")
-        return int(response.json()["index"])
+            return int(json.loads(answer)["index"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PeerUnreachable(
+                f"{leader} answered a read index that is not one: {exc}"
+            ) from None
 
     async def close(self) -> None:
-        await self._client.aclose()
+        for peer in self._peers.values():
+            await peer.close()
         await self._snapshot_client.aclose()

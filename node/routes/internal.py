@@ -11,52 +11,20 @@ from pydantic import BaseModel, Field
 
 from node.deps import EngineDep
 from node.engine import Engine
-from node.errors import MalformedBody, NodeFailed, NotFound, ShoalError, Unavailable
+from node.errors import NodeFailed, NotFound, ShoalError, Unavailable
+from node.peer_guard import Forbidden, guard
 from node.snapshot_inbox import ChunkOutOfOrder, TransferKey
 from replication.interfaces import NotAccepting
-from replication.messages import MalformedMessage, SnapshotRequest, decode, encode
+from replication.messages import SnapshotRequest, encode
 from replication.raft import NotLeader
 from replication.runner import RaftNode
-from replication.transport import MSGPACK, SECRET_HEADER, secret_matches
+from replication.transport import MSGPACK, SECRET_HEADER
 
 router = APIRouter(prefix="/_cluster", include_in_schema=False)
 
 
-class Forbidden(ShoalError):
-    status = 403
-    slug = "forbidden"
-    title = "Cluster endpoints need the cluster secret"
-
-
-def _check_secret(request: Request, engine: Engine) -> None:
-    secret = engine.settings.cluster_secret
-    if secret is None or not secret_matches(request.headers.get(SECRET_HEADER), secret):
-        raise Forbidden("this endpoint is for cluster peers and needs the cluster secret")
-
-
 def _guard(request: Request, engine: Engine, sender: str | None) -> RaftNode:
-    _check_secret(request, engine)
-    if sender is not None and engine.faults.blocks_incoming(sender):
-        raise Unavailable(f"link from {sender} is cut (fault injection)")
-    if engine.raft is None:
-        raise Unavailable("this node is starting or stopping")
-    if engine.raft.failure is not None:
-        raise NodeFailed(f"this node has failed: {engine.raft.failure}")
-    return engine.raft
-
-
-@router.post("/raft")
-async def raft_message(request: Request, engine: EngineDep) -> Response:
-    _check_secret(request, engine)
-    try:
-        message = decode(await request.body())
-    except MalformedMessage as exc:
-        raise MalformedBody(f"not a raft message: {exc}") from None
-    if isinstance(message, SnapshotRequest):
-        raise MalformedBody("snapshots are offered through /_cluster/snapshot")
-    raft = _guard(request, engine, message.sender)
-    answer = await raft.handle_message(message)
-    return Response(encode(answer) if answer is not None else b"", media_type=MSGPACK)
+    return guard(request.headers.get(SECRET_HEADER), engine, sender)
 
 
 class TransferConflict(ShoalError):
