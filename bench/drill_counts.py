@@ -61,8 +61,10 @@ def main() -> None:
     print()
     print(f"command: python bench/drill_counts.py --rounds {args.rounds}")
     print()
-    print("| drill | passed runs | acknowledged writes | failed writes | unknown writes "
-          "| linearizable reads | failed runs (lost, duplicated, stale or diverged) |")
+    print(
+        "| drill | passed runs | acknowledged writes | failed writes | unknown writes "
+        "| linearizable reads | failed runs (lost, duplicated, stale or diverged) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for drill in sorted(set(runs) | set(failures)):
         counts = totals[drill]

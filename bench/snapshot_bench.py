@@ -218,8 +218,10 @@ def main() -> None:
               f"python {platform.python_version()}")  # fmt: skip
         print(f"command: python bench/snapshot_bench.py --vectors {args.vectors}")
         print()
-        print("| snapshot MB | start to installed s | MB/s | start to caught up s "
-              "| writes acked meanwhile | failed | leader term changed |")
+        print(
+            "| snapshot MB | start to installed s | MB/s | start to caught up s "
+            "| writes acked meanwhile | failed | leader term changed |"
+        )
         print("|---|---|---|---|---|---|---|")
         print(f"| {size / 1e6:,.0f} | {install_s:.1f} | {size / 1e6 / install_s:.0f} "
               f"| {caught_up_at - started:.1f} | {writer.acked} | {writer.failed} "
