@@ -8,9 +8,10 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from shoal_client import Client, ShoalError
+if TYPE_CHECKING:  # the SDK loads only for the commands that use it, not for `serve`
+    from shoal_client import Client
 
 TEXT_SUFFIXES = (".txt", ".md", ".rst")
 
@@ -41,10 +42,14 @@ def add_parsers(commands: Any) -> None:
 
 def client_from_args(args: argparse.Namespace) -> Client:
     """A client for ``--url`` (comma-separated) with ``SHOAL_API_KEY``."""
+    from shoal_client import Client
+
     return Client(_urls(args), api_key=os.environ.get("SHOAL_API_KEY") or None)
 
 
 def run(args: argparse.Namespace) -> int:
+    from shoal_client import ShoalError
+
     try:
         with client_from_args(args) as client:
             if args.command == "status":

@@ -7,9 +7,10 @@ import asyncio
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shoal_client import Answer, ShoalError
+if TYPE_CHECKING:  # the SDK loads only for `ask`, not for `serve`
+    from shoal_client import Answer
 
 from node.cli_client import client_from_args
 
@@ -58,6 +59,8 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_ask(args: argparse.Namespace) -> int:
+    from shoal_client import ShoalError
+
     try:
         with client_from_args(args) as client:
             answer = client.ask(args.library, args.question, k=args.k, timeout=args.timeout)

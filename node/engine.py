@@ -53,6 +53,8 @@ LOST_TAIL_MARKER = "lost-tail"
 EXIT_FAILED = 75
 EXIT_GRACE_SECONDS = 0.5
 REPLAY_BATCH = 512
+# The log may grow this much past a snapshot even when the state is tiny.
+SNAPSHOT_MIN_LOG_BYTES = 4 << 20
 # How long writes and reads in flight may still finish after SIGTERM.
 SHUTDOWN_GRACE_SECONDS = 2.0
 COMMIT_HINT = struct.Struct("<Q")
@@ -104,6 +106,7 @@ class Engine:
         self._lock_file: IO[bytes] | None = None
         self._snapshot_running = threading.Lock()
         self._bytes_at_snapshot = 0
+        self._state_bytes = 0  # size of the newest snapshot file
         self._digest: tuple[int, str] | None = None
         self._hint_written = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -274,16 +277,22 @@ class Engine:
             )
         restore(self.state, records, info.index, info.term)
         self.last_snapshot = info
+        self._state_bytes = _file_bytes(info.path)
         return info.index, info.term
 
     def _replay(self, after: int, commit_hint: int) -> int:
         last = min(self.log_store.last_index(), commit_hint)
         index = after + 1
+        replayed_bytes = 0
         while index <= last:
             hi = min(last, index + REPLAY_BATCH - 1)
             for entry in self.log_store.entries(index, hi):
                 self.state.apply(entry, want_result=False)
+                replayed_bytes += len(entry.payload)
             index = hi + 1
+        # The log since the snapshot counts toward the next one, so a node
+        # that had a long replay does not keep paying for it at each start.
+        self._bytes_at_snapshot = -replayed_bytes
         return max(0, last - after)
 
     # ------------------------------------------------------- commit hints
@@ -310,10 +319,7 @@ class Engine:
     def _after_apply(self, applied: int) -> None:
         """Runs on the applier thread after each applied batch."""
         self._write_commit_hint()
-        since = applied - (self.last_snapshot.index if self.last_snapshot else 0)
-        grown = self.log_store.bytes_written - self._bytes_at_snapshot
-        if self._closing or (since < self.settings.snapshot_every_entries
-                             and grown < self.settings.snapshot_every_bytes):  # fmt: skip
+        if self._closing or not self._snapshot_due(applied):
             return
         if not self._snapshot_running.acquire(blocking=False):
             return
@@ -322,6 +328,22 @@ class Engine:
         threading.Thread(
             target=self._write_snapshot_then_release, args=(image,), name="shoal-snapshot"
         ).start()
+
+    def _snapshot_due(self, applied: int) -> bool:
+        """Entries, log bytes, or log bytes against the state's size.
+
+        Replaying the log after a restart costs far more per byte than
+        loading a snapshot (each vector goes through the index again, an
+        HNSW search per insert), so the log is kept short next to the state
+        it would rebuild: a snapshot once it passes ``snapshot_log_ratio``
+        of the newest snapshot's size (at least SNAPSHOT_MIN_LOG_BYTES).
+        """
+        settings = self.settings
+        since = applied - (self.last_snapshot.index if self.last_snapshot else 0)
+        grown = self.log_store.bytes_written - self._bytes_at_snapshot
+        proportional = max(SNAPSHOT_MIN_LOG_BYTES, settings.snapshot_log_ratio * self._state_bytes)
+        return (since >= settings.snapshot_every_entries
+                or grown >= min(settings.snapshot_every_bytes, proportional))  # fmt: skip
 
     def _write_snapshot_then_release(self, image: Image) -> None:
         try:
@@ -346,6 +368,7 @@ class Engine:
         kept = self.snapshots.prune(KEEP_SNAPSHOTS)
         if self.last_snapshot is None or info.index > self.last_snapshot.index:
             self.last_snapshot = info
+            self._state_bytes = _file_bytes(info.path)
         if len(kept) == KEEP_SNAPSHOTS and self.raft is not None and self._loop is not None:
             # Entries up to the older kept snapshot are covered twice over.
             asyncio.run_coroutine_threadsafe(self.raft.compact(kept[-1].index), self._loop).result(
@@ -402,6 +425,7 @@ class Engine:
         fsync_dir(self.snapshots.directory)
         self.state.adopt(prepared.state)
         self.last_snapshot = SnapshotInfo(prepared.index, prepared.term, final)
+        self._state_bytes = _file_bytes(final)
         self._bytes_at_snapshot = self.log_store.bytes_written
         self.snapshots.prune(KEEP_SNAPSHOTS)
         self._digest = None
@@ -425,3 +449,10 @@ class Engine:
                 self._digest = (before, digest)
                 return self._digest
         return self.state.applied_index, digest
+
+
+def _file_bytes(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     fsync: FsyncPolicy = FsyncPolicy.ALWAYS
     snapshot_every_entries: int = Field(10_000, ge=1)
     snapshot_every_bytes: int = Field(256 << 20, ge=1 << 10)
+    # A snapshot also once the log since the last one reaches this fraction of
+    # its size: a restart replays at most that much (see Engine._snapshot_due).
+    snapshot_log_ratio: float = Field(0.1, gt=0, le=100)
     segment_bytes: int = Field(64 << 20, ge=1 << 12)
     snapshot_chunk_bytes: int = Field(4 << 20, ge=1 << 12, le=32 << 20)
     max_body_bytes: int = Field(64 << 20, ge=1 << 10)
