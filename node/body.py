@@ -2,7 +2,7 @@
 
 Bulk writes carry tens of thousands of floats; ``json.loads`` followed by
 validation costs about four times what ``model_validate_json`` does, and it
-runs on the event loop. Routes that take large bodies use :func:`json_body`;
+would run on the event loop. Routes that take large bodies use :func:`json_body`;
 their schema still appears in the OpenAPI document (see :func:`document`).
 """
 
@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from node.errors import MalformedBody
 from node.problems import problem_from_errors
@@ -20,6 +21,9 @@ from node.problems import problem_from_errors
 Model = TypeVar("Model", bound=BaseModel)
 _REF = "#/components/schemas/{model}"
 _MODELS: list[type[BaseModel]] = []
+# Bodies smaller than this are validated on the event loop (a thread hop
+# would cost more than the parse); larger ones on a worker thread.
+INLINE_BODY_BYTES = 64 << 10
 
 
 def json_body(model: type[Model]) -> Callable[[Request], Awaitable[Model]]:
@@ -34,7 +38,11 @@ def json_body(model: type[Model]) -> Callable[[Request], Awaitable[Model]]:
                 "the body must be a JSON object sent with Content-Type: application/json"
             )
         try:
-            return model.model_validate_json(raw)
+            if len(raw) < INLINE_BODY_BYTES:
+                return model.model_validate_json(raw)
+            # Validating a large body holds the GIL for a while: not on the
+            # event loop, where Raft's heartbeats are sent.
+            return await run_in_threadpool(model.model_validate_json, raw)
         except ValidationError as exc:
             errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
             raise problem_from_errors(errors) from None

@@ -10,12 +10,14 @@ from node.engine import Engine
 from node.service import Service
 
 
-def _service(request: Request) -> Service:
+# async on purpose: FastAPI runs a plain `def` dependency on a worker thread,
+# a hop that cost more than the rest of a /health request.
+async def _service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
 
 
-def _engine(request: Request) -> Engine:
+async def _engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 

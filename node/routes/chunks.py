@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response, status
 from node import models
 from node.consistency import ReadBarrier
 from node.deps import ServiceDep, mark_written
+from node.responses import JSONBody
 
 router = APIRouter(prefix="/libraries/{library_id}/chunks", tags=["chunks"])
 
@@ -21,7 +22,7 @@ def get_chunk(
     service: ServiceDep,
     include_embedding: bool = False,
 ) -> Any:
-    return service.get_chunk(library_id, chunk_id, include_embedding)
+    return JSONBody(service.get_chunk(library_id, chunk_id, include_embedding))
 
 
 @router.patch("/{chunk_id}", response_model=models.Chunk)

@@ -10,6 +10,7 @@ from node import models
 from node.body import body_schema, json_body
 from node.consistency import ReadBarrier
 from node.deps import Cursor, Limit, ServiceDep, mark_written
+from node.responses import JSONBody, written
 
 router = APIRouter(prefix="/libraries/{library_id}/documents", tags=["documents"])
 
@@ -24,13 +25,10 @@ ChunksBody = Annotated[models.ChunksCreate, Depends(json_body(models.ChunksCreat
     response_model=models.Document,
     openapi_extra=body_schema(models.DocumentCreate),
 )
-async def create_document(
-    library_id: str, body: DocumentBody, service: ServiceDep, response: Response
-) -> Any:
+async def create_document(library_id: str, body: DocumentBody, service: ServiceDep) -> Any:
     document, index = await service.add_document(library_id, body)
-    mark_written(response, index)
-    response.headers["Location"] = f"/libraries/{library_id}/documents/{document['id']}"
-    return document
+    location = f"/libraries/{library_id}/documents/{document['id']}"
+    return written(document, index, status.HTTP_201_CREATED, location)
 
 
 @router.get("", response_model=models.DocumentPage)
@@ -41,7 +39,7 @@ def list_documents(
     cursor: Cursor = None,
     limit: Limit = 100,
 ) -> Any:
-    return service.list_documents(library_id, cursor, limit)
+    return JSONBody(service.list_documents(library_id, cursor, limit))
 
 
 @router.get("/{document_id}", response_model=models.Document)
@@ -53,7 +51,8 @@ def get_document(
     include_chunks: bool = False,
     include_embeddings: bool = False,
 ) -> Any:
-    return service.get_document(library_id, document_id, include_chunks, include_embeddings)
+    document = service.get_document(library_id, document_id, include_chunks, include_embeddings)
+    return JSONBody(document)
 
 
 @router.patch("/{document_id}", response_model=models.Document)
@@ -88,11 +87,9 @@ async def add_chunks(
     document_id: str,
     body: ChunksBody,
     service: ServiceDep,
-    response: Response,
 ) -> Any:
     chunks, index = await service.add_chunks(library_id, document_id, body)
-    mark_written(response, index)
-    return {"items": chunks}
+    return written({"items": chunks}, index, status.HTTP_201_CREATED)
 
 
 @router.get("/{document_id}/chunks", response_model=models.ChunkPage)
@@ -105,4 +102,4 @@ def list_chunks(
     limit: Limit = 100,
     include_embeddings: bool = False,
 ) -> Any:
-    return service.list_chunks(library_id, document_id, cursor, limit, include_embeddings)
+    return JSONBody(service.list_chunks(library_id, document_id, cursor, limit, include_embeddings))

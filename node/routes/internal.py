@@ -33,7 +33,7 @@ class TransferConflict(ShoalError):
     title = "The snapshot chunk does not continue the transfer under way"
 
 
-def _chunk_params(
+async def _chunk_params(
     index: Annotated[int, Query(ge=1, lt=1 << 63)],
     term: Annotated[int, Query(ge=1, lt=1 << 63)],
     leader: Annotated[str, Query(max_length=200)],

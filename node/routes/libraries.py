@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response, status
 from node import models
 from node.consistency import ReadBarrier
 from node.deps import Cursor, Limit, ServiceDep, mark_written
+from node.responses import JSONBody
 
 router = APIRouter(prefix="/libraries", tags=["libraries"])
 
@@ -27,12 +28,12 @@ async def create_library(
 def list_libraries(
     _consistent: ReadBarrier, service: ServiceDep, cursor: Cursor = None, limit: Limit = 100
 ) -> Any:
-    return service.list_libraries(cursor, limit)
+    return JSONBody(service.list_libraries(cursor, limit))
 
 
 @router.get("/{library_id}", response_model=models.Library)
 def get_library(_consistent: ReadBarrier, library_id: str, service: ServiceDep) -> Any:
-    return service.get_library(library_id)
+    return JSONBody(service.get_library(library_id))
 
 
 @router.patch("/{library_id}", response_model=models.Library)

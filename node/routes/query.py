@@ -10,6 +10,7 @@ from node import models
 from node.body import body_schema, json_body
 from node.consistency import ReadBarrier
 from node.deps import ServiceDep
+from node.responses import JSONBody
 
 router = APIRouter(prefix="/libraries/{library_id}", tags=["query"])
 
@@ -23,4 +24,4 @@ QueryBody = Annotated[models.QueryRequest, Depends(json_body(models.QueryRequest
 )
 def query(_consistent: ReadBarrier, library_id: str, body: QueryBody, service: ServiceDep) -> Any:
     # A plain def: FastAPI runs it on a worker thread, off the event loop.
-    return service.query(library_id, body)
+    return JSONBody(service.query(library_id, body))

@@ -17,13 +17,16 @@ router = APIRouter(tags=["system"])
 
 
 @router.get("/health")
-def health(engine: EngineDep) -> dict[str, Any]:
-    """Liveness: the process answers. It says nothing about data."""
-    return {"status": "ok", "node_id": engine.settings.node_id}
+async def health(engine: EngineDep) -> JSONResponse:
+    """Liveness: the process answers. It says nothing about data.
+
+    On the event loop (no lock, no I/O): an answer here also says the loop
+    that runs Raft is not stuck."""
+    return JSONResponse({"status": "ok", "node_id": engine.settings.node_id})
 
 
 @router.get("/ready")
-def ready(engine: EngineDep) -> JSONResponse:
+async def ready(engine: EngineDep) -> JSONResponse:
     """Ready when a leader is known and this node has applied what it knows is
     committed (a cluster of one: as soon as it leads)."""
     reason = engine.ready_reason()
