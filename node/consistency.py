@@ -14,9 +14,17 @@ from typing import Annotated, Literal
 from fastapi import Depends, Query, Request
 
 from node.deps import EngineDep
-from node.errors import FollowerBehind, InvalidRequest, NodeFailed, NoLeader, Unavailable
+from node.errors import (
+    FollowerBehind,
+    InvalidRequest,
+    NodeFailed,
+    NoLeader,
+    ShoalError,
+    Unavailable,
+)
 from replication.interfaces import NotAccepting
 from replication.raft import NotLeader
+from replication.runner import RaftNode
 from replication.transport import PeerUnreachable
 
 WAIT_SECONDS = 5.0
@@ -44,7 +52,7 @@ async def read_barrier(
     if wanted is not None:
         if not wanted.isdigit():
             raise InvalidRequest("X-Shoal-Min-Index must be a log index (a whole number)")
-        await _wait(raft.wait_applied, int(wanted), raft.applied_index)
+        await _wait(raft, int(wanted))
     if level == "linearizable":
         try:
             if raft.is_leader:
@@ -56,16 +64,23 @@ async def read_barrier(
         except (NotLeader, PeerUnreachable):
             raise NoLeader("the leader could not confirm a read index; retry soon") from None
         except NotAccepting as exc:
-            raise NodeFailed(f"this node has failed and serves no reads: {exc}") from None
-        await _wait(raft.wait_applied, index, raft.applied_index)
+            raise _refusal(raft, exc) from None
+        await _wait(raft, index)
 
 
-async def _wait(wait_applied: object, index: int, applied: int) -> None:
-    assert callable(wait_applied)
+def _refusal(raft: RaftNode, exc: NotAccepting) -> ShoalError:
+    """A stopping node sends the client elsewhere (retryable); a failed one says so."""
+    if raft.stopping is not None and raft.failure is None:
+        return Unavailable(f"this node is stopping ({exc}); read from another node")
+    return NodeFailed(f"this node has failed and serves no reads: {exc}")
+
+
+async def _wait(raft: RaftNode, index: int) -> None:
+    applied = raft.applied_index
     try:
-        reached = await wait_applied(index, WAIT_SECONDS)
+        reached = await raft.wait_applied(index, WAIT_SECONDS)
     except NotAccepting as exc:
-        raise NodeFailed(f"this node has failed and serves no reads: {exc}") from None
+        raise _refusal(raft, exc) from None
     if not reached:
         raise FollowerBehind(
             f"this node has applied up to entry {applied} and did not reach {index} within "

@@ -370,10 +370,16 @@ class Engine:
             self.last_snapshot = info
             self._state_bytes = _file_bytes(info.path)
         if len(kept) == KEEP_SNAPSHOTS and self.raft is not None and self._loop is not None:
-            # Entries up to the older kept snapshot are covered twice over.
-            asyncio.run_coroutine_threadsafe(self.raft.compact(kept[-1].index), self._loop).result(
-                timeout=60
+            # Entries up to the older kept snapshot are covered twice over. As
+            # much log as the entry and byte triggers allow stays, though:
+            # snapshots may come far more often (snapshot_log_ratio), and a
+            # follower a little behind should catch up from the log.
+            compacting = self.raft.compact(
+                kept[-1].index,
+                keep_entries=self.settings.snapshot_every_entries,
+                keep_bytes=self.settings.snapshot_every_bytes,
             )
+            asyncio.run_coroutine_threadsafe(compacting, self._loop).result(timeout=60)
         log.info("snapshot at entry %d written in %.2fs", info.index,
                  time.perf_counter() - started)  # fmt: skip
         return info

@@ -81,7 +81,11 @@ class NodeMiddleware:
             if refusal is not None:
                 await _send_problem(send_tagged, refusal, scope["path"])
             elif fast is not None:
-                await _answer_fast(fast, scope, await self._body(receive), send_tagged)
+                try:
+                    body = await self._body(receive)
+                except _Disconnected:
+                    return  # the peer went away before its message arrived
+                await _answer_fast(fast, scope, body, send_tagged)
             else:
                 await self.app(scope, await self._buffered(receive), send_tagged)
         except _TooLarge:

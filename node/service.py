@@ -52,7 +52,7 @@ from node.errors import (
 from node.idempotency import request_key
 from node.ids import new_id, new_ids
 from node.store import views
-from node.store.library import Library
+from node.store.library import IF_INDEX, IF_SERVER_EMBEDDED, Library
 from node.timeutil import datetime_to_us, now_us
 from node.vectors import check_dimension, embedding_matrix, reject_zero_vectors
 from replication.interfaces import NotAccepting
@@ -121,6 +121,11 @@ class Service:
                 "again with the same Idempotency-Key to apply it exactly once"
             ) from None
         except NotAccepting as exc:
+            if raft.stopping is not None and raft.failure is None:
+                raise Unavailable(
+                    f"this node is stopping ({exc}); the write was not logged, send it to "
+                    "another node"
+                ) from None
             raise StorageFailure(f"the write was not made durable: {exc}") from None
         return self._outcome(committed.outcome, committed.index)
 
@@ -213,6 +218,9 @@ class Service:
             index_type = changes.get("index_type", info.index_type)
             default = info.index_params if index_type == info.index_type else {}
             changes["index_type"] = index_type
+            # Defaults come from the index as it is now: apply refuses the
+            # write if another one changes the index first.
+            changes[IF_INDEX] = [info.index_type, dict(info.index_params)]
             changes["index_params"] = self._index_params(
                 index_type, changes.get("index_params", default), info.metric,
                 info.dimension,
@@ -433,6 +441,7 @@ class Service:
                 raise InvalidRequest("text is empty and there is no embedding to keep")
             provider = self.embedders.get(library.info.embedding_model)
             matrix = _embed(provider, [body.text], library.info.dimension, "search_document")
+            changes[IF_SERVER_EMBEDDED] = True
         if matrix is None:
             return changes, None
         if library.info.metric == "cosine":

@@ -36,6 +36,7 @@ class PeerHttp:
         host_header = f"Host: {self.host}:{self.port}\r\n"
         self._fixed = host_header + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self._idle: list[_Connection] = []
+        self._closed = False
 
     async def post(
         self, path: str, body: bytes, content_type: str, headers: dict[str, str] | None = None
@@ -78,16 +79,18 @@ class PeerHttp:
                 raise _NoAnswer(repr(exc)) from None
             if not status_line:
                 raise _NoAnswer("the peer closed the connection")
-            status, length, keep = await _read_head(status_line, reader)
+            status, length, reusable = await _read_head(status_line, reader)
             body = await reader.readexactly(length)
+            keep = reusable  # only once the whole answer is read: nothing left on the wire
             return status, body
         finally:
-            if keep and len(self._idle) < MAX_IDLE:
+            if keep and not self._closed and len(self._idle) < MAX_IDLE:
                 self._idle.append(connection)
             else:
                 writer.close()
 
     async def close(self) -> None:
+        self._closed = True  # requests still in flight close their connections
         idle, self._idle = self._idle, []
         for _, writer in idle:
             writer.close()

@@ -667,9 +667,10 @@ class RaftNode:
         installed: Message = await self.run_on_loop(chore)
         return installed
 
-    async def compact(self, index: int) -> int:
+    async def compact(self, index: int, keep_entries: int = 0, keep_bytes: int = 0) -> int:
         async def chore() -> int:
-            return self.log_store.compact_until(min(index, self.applied_index))
+            upto = min(index, self.applied_index)
+            return self.log_store.compact_until(upto, keep_entries, keep_bytes)
 
         removed: int = await self.run_on_loop(chore)
         return removed

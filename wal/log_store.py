@@ -464,14 +464,23 @@ class FileLogStore:
         self._dirty.add(segment.fd)
         self.sync()
 
-    def compact_until(self, index: int) -> int:
+    def compact_until(self, index: int, keep_entries: int = 0, keep_bytes: int = 0) -> int:
         """Delete whole segments whose entries are all ``<= index``.
 
-        The newest segment is always kept. Returns how many were deleted.
+        The newest segment is always kept, and so is enough log to hold at
+        least ``keep_entries`` entries or ``keep_bytes`` bytes (whichever
+        comes first), so followers that fall a little behind catch up from
+        the log, not from a snapshot. Returns how many were deleted.
         """
         removed = 0
+        held = sum(segment.size for segment in self._segments)
+        last = self.last_index()
         while len(self._segments) > 1 and self._segments[0].last_index <= index:
+            oldest = self._segments[0]
+            if last - oldest.last_index < keep_entries and held - oldest.size < keep_bytes:
+                break
             self._delete(self._segments.pop(0))
+            held -= oldest.size
             removed += 1
         return removed
 

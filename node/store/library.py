@@ -30,6 +30,11 @@ from node.store.records import (
 )
 from node.store.rwlock import RWLock
 
+# Preconditions a write carries in its changes: what the service saw when it
+# checked the request. Apply refuses the write (Conflict) when they no longer hold.
+IF_SERVER_EMBEDDED = "if_server_embedded"
+IF_INDEX = "if_index"
+
 
 class Rejected(Exception):
     """A committed command that cannot apply; deterministic on every replica."""
@@ -267,11 +272,20 @@ class Library:
 
     def update_chunk(self, command: UpdateChunk) -> ChunkRecord:
         chunk = self.chunk(command.chunk_id)
+        changes = dict(command.changes)
+        if changes.pop(IF_SERVER_EMBEDDED, False) and not chunk.server_embedded:
+            # The new vector embeds the new text because the chunk's vector was
+            # the server's; a write in between set a vector of the caller's own.
+            raise Rejected(
+                "Conflict",
+                f"chunk {chunk.id}'s embedding was set by another write after this one "
+                "was checked; send the change again",
+            )
         row = np.asarray([chunk.row], dtype=np.int64)
         if command.vector is not None:
             self._check_dimension(len(command.vector) // 4, "the new embedding")
             self._index_vectors(row, np.frombuffer(command.vector, dtype="<f4").reshape(1, -1))
-        for name, value in command.changes.items():
+        for name, value in changes.items():
             setattr(chunk, name, value)
         chunk.updated_at = command.updated_at
         self.chunk_columns.set_rows(

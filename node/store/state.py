@@ -22,7 +22,7 @@ from typing import Any
 import indexes
 from node import commands as cmd
 from node.store import views
-from node.store.library import Library, Rejected
+from node.store.library import IF_INDEX, Library, Rejected
 from node.store.records import CreationOrder, LibraryInfo, OrderKey
 from node.store.remembered import RememberedOutcome, RememberedRequests
 from wal import EntryKind, LogEntry
@@ -187,6 +187,13 @@ class StateMachine:
         if new_name is not None and self.names.get(new_name, library.info.id) != library.info.id:
             raise Rejected("Conflict", f"a library named {new_name!r} already exists")
         changes = dict(command.changes)
+        seen = changes.pop(IF_INDEX, None)
+        if seen is not None and list(seen) != [library.info.index_type, library.info.index_params]:
+            raise Rejected(
+                "Conflict",
+                f"library {library.info.id}'s index was changed by another write after this one "
+                "was checked; send the change again",
+            )
         index_type = changes.pop("index_type", library.info.index_type)
         index_params = changes.pop("index_params", library.info.index_params)
         rebuild = (index_type, index_params) != (library.info.index_type, library.info.index_params)

@@ -64,10 +64,14 @@ def test_crud_errors_and_reads_from_followers(make_cluster: Make) -> None:
         assert len(nodes) == 3 and sum(node.role == "leader" for node in nodes) == 1
 
 
+# Enough that the stream is still going when the leader is killed 0.5 s in.
+STREAMED = 400
+
+
 def test_leader_kill_mid_stream_is_invisible_and_writes_once(make_cluster: Make) -> None:
     cluster = make_cluster(3)
     documents = [{"text": f"document number {n} about topic {n % 5}.",
-                  "metadata": {"title": f"doc-{n}"}} for n in range(80)]  # fmt: skip
+                  "metadata": {"title": f"doc-{n}"}} for n in range(STREAMED)]  # fmt: skip
     with Client(urls(cluster)) as shoal:
         library = shoal.create_library("stream")
         errors: list[BaseException] = []
@@ -86,12 +90,12 @@ def test_leader_kill_mid_stream_is_invisible_and_writes_once(make_cluster: Make)
         cluster.kill(cluster.leader())  # in the middle of the stream
         writer.join(120)
         assert not errors, errors
-        assert len(added) == 80
+        assert len(added) == STREAMED
         titles = [doc.metadata["title"] for doc in shoal.list_documents(library.id)]
         assert sorted(titles) == sorted(d["metadata"]["title"] for d in documents)  # no duplicates
         # sending the same documents again adds nothing
         shoal.upsert_documents(library.id, documents[:10])
-        assert shoal.get_library(library.id).document_count == 80
+        assert shoal.get_library(library.id).document_count == STREAMED
 
 
 def test_async_client_matches_the_sync_one(make_cluster: Make) -> None:

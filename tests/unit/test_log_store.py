@@ -57,6 +57,25 @@ def test_segments_roll_and_compaction_keeps_the_newest(tmp_path: Path) -> None:
     assert again.last_index() == 200
 
 
+def test_compaction_keeps_enough_log_for_a_follower_a_little_behind(tmp_path: Path) -> None:
+    store = opened(tmp_path, segment_bytes=4096)
+    store.append(entries(1, 400))
+    store.sync()
+    # Enough log is kept once either limit is reached: 120 entries here.
+    store.compact_until(390, keep_entries=120, keep_bytes=10**9)
+    assert 400 - store.first_index() + 1 >= 120
+    assert store.first_index() > 120  # but not everything: whole segments went
+    store.compact_until(390, keep_entries=10**9, keep_bytes=8192)
+    held = sum(p.stat().st_size for p in tmp_path.glob("*.wal"))
+    assert held >= 8192
+    first = store.first_index()
+    store.compact_until(390, keep_entries=10**9, keep_bytes=10**9)
+    assert store.first_index() == first  # neither limit reached: nothing more goes
+    store.compact_until(390)
+    assert store.first_index() > first
+    store.close()
+
+
 def store_first(path: Path) -> int:
     return int(sorted(p.name for p in path.glob("*.wal"))[0].split(".")[0])
 

@@ -99,3 +99,29 @@ def test_a_closed_port_is_unreachable_and_statuses_come_back() -> None:
             await nobody.post("/x", b"a", "application/msgpack")
 
     asyncio.run(_with_server(test))
+
+
+def test_a_timeout_while_the_answer_body_arrives_drops_that_connection() -> None:
+    async def test(server: Server, client: PeerHttp) -> None:
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")  # 7 bytes short
+
+        class Writer:
+            closed = False
+
+            def write(self, data: bytes) -> None:
+                pass
+
+            def close(self) -> None:
+                self.closed = True
+
+        stuck = Writer()
+        client._idle = [(reader, stuck)]  # type: ignore[list-item]
+        client.timeout = 0.1
+        with pytest.raises(PeerUnreachable):
+            await client.post("/x", b"one", "application/msgpack")
+        assert stuck.closed and client._idle == []
+        client.timeout = 0.5
+        assert await client.post("/x", b"two", "application/msgpack") == (200, b"echo:two")
+
+    asyncio.run(_with_server(test))
