@@ -71,8 +71,9 @@ def _fill_disk(path: Path) -> Path:
     """Leave almost no room on the file system holding ``path``."""
     filler = path / "filler"
     free = shutil.disk_usage(path).free
-    with open(filler, "wb") as handle:
-        handle.truncate(0)
+    # Unbuffered: the node writes meanwhile and may take the last bytes
+    # first; a write that finds the disk full ends the filling (it is full).
+    with open(filler, "wb", buffering=0) as handle:
         block = b"\0" * (1 << 20)
         written = 0
         while written < free - (8 << 10):
@@ -80,7 +81,6 @@ def _fill_disk(path: Path) -> Path:
                 written += handle.write(block[: max(4096, min(len(block), free - written))])
             except OSError:
                 break
-        handle.flush()
     return filler
 
 

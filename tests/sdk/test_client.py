@@ -136,7 +136,7 @@ def test_async_client_matches_the_sync_one(make_cluster: Make) -> None:
 def test_async_client_rides_through_a_leader_kill_too(make_cluster: Make) -> None:
     cluster = make_cluster(3)
     documents = [{"text": f"async document {n} on subject {n % 3}.",
-                  "metadata": {"title": f"adoc-{n}"}} for n in range(60)]  # fmt: skip
+                  "metadata": {"title": f"adoc-{n}"}} for n in range(STREAMED)]  # fmt: skip
 
     async def run() -> tuple[int, list[str]]:
         async with AsyncClient(urls(cluster)) as shoal:
@@ -150,5 +150,5 @@ def test_async_client_rides_through_a_leader_kill_too(make_cluster: Make) -> Non
             return len(added), titles
 
     count, titles = asyncio.run(run())
-    assert count == 60
+    assert count == STREAMED
     assert sorted(titles) == sorted(d["metadata"]["title"] for d in documents)
