@@ -271,9 +271,32 @@ class HnswIndex:
     def search(
         self, query: FloatArray, k: int, mask: BoolArray | None = None, **params: Any
     ) -> tuple[IdArray, FloatArray]:
-        ids, scores = self.search_batch(query_matrix(query, self.store.dim), k, mask, **params)
-        found = ids[0] >= 0
-        return ids[0][found], scores[0][found]
+        if mask is not None:
+            ids, scores = self.search_batch(query_matrix(query, self.store.dim), k, mask, **params)
+            found = ids[0] >= 0
+            return ids[0][found], scores[0][found]
+        # One unfiltered query, what a REST query asks: a single kernel call
+        # does the walk, the scores and the trimming (see bench/hnsw_per_call.py).
+        ef = self.ef_search
+        if params:
+            ef = int(self.check_search_params(params).get("ef", ef))
+        vector = query_matrix(query, self.store.dim)[0]
+        square = float(np.dot(vector, vector))
+        if self.metric is Metric.COSINE:
+            query_aux = 1.0 / np.sqrt(square) if square > 0 else 0.0
+        elif self.metric is Metric.L2:
+            query_aux = square
+        else:
+            query_aux = 0.0
+        visited, tag = self._visited()
+        ids, scores, self._local.tag = kernels.search_one(
+            self.store.buffer(), self.aux, self._mode, vector, query_aux, k, ef,
+            self.links0, self.count0, self.upper_offset, self.upper_links, self.upper_count,
+            self.deleted, visited, tag, self.entry, self.max_level,
+        )  # fmt: skip
+        if len(ids) < min(k, self.nodes - self.tombstones):  # the walk found too few
+            return self._exact.search(vector, k)
+        return ids, scores
 
     def check_integrity(self) -> list[str]:
         """Graph invariants that must always hold; returns what is broken."""

@@ -775,6 +775,65 @@ def search_batch(
     return tag
 
 
+@numba.njit(fastmath=True, cache=True, nogil=True)
+def search_one(
+    data: np.ndarray,
+    aux: np.ndarray,
+    mode: int,
+    query: np.ndarray,
+    query_aux: float,
+    k: int,
+    ef: int,
+    links0: np.ndarray,
+    count0: np.ndarray,
+    upper_offset: np.ndarray,
+    upper_links: np.ndarray,
+    upper_count: np.ndarray,
+    deleted: np.ndarray,
+    visited: np.ndarray,
+    tag: int,
+    entry: int,
+    max_level: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """One unfiltered query: (ids, scores, tag), best first, only what was found.
+
+    What a REST query asks for; everything the batch path does around the
+    kernel in Python (output arrays, scores, trimming) is done here, so a
+    call costs one dispatch.
+    """
+    if entry < 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32), tag
+    ef = max(ef, k)
+    cand_keys = np.empty(1024, dtype=np.float32)
+    cand_values = np.empty(1024, dtype=np.int64)
+    res_keys = np.empty(ef + 2, dtype=np.float32)
+    res_values = np.empty(ef + 2, dtype=np.int64)
+    current, current_distance = greedy_descent(
+        data, aux, mode, query, query_aux, entry, max_level, 0,
+        links0, count0, upper_offset, upper_links, upper_count,
+    )  # fmt: skip
+    tag = next_tag(visited, tag)
+    no_mask = np.empty(0, dtype=np.bool_)
+    found, cand_keys, cand_values = search_layer(
+        data, aux, mode, query, query_aux, current, current_distance, 0, ef,
+        links0, count0, upper_offset, upper_links, upper_count, visited, tag, deleted,
+        no_mask, False, -1, cand_keys, cand_values, res_keys, res_values,
+    )  # fmt: skip
+    count = min(found, k)
+    ids = np.empty(count, dtype=np.int64)
+    scores = np.empty(count, dtype=np.float32)
+    for j in range(count):
+        ids[j] = res_values[j]
+        d = res_keys[j]
+        if mode == COSINE:
+            scores[j] = 1.0 - d
+        elif mode == L2:
+            scores[j] = -np.sqrt(max(d, 0.0))
+        else:
+            scores[j] = -d
+    return ids, scores, tag
+
+
 # ------------------------------------------------------------------- repair
 @numba.njit(cache=True, nogil=True)
 def repair(
