@@ -281,7 +281,7 @@ class HnswIndex:
         if params:
             ef = int(self.check_search_params(params).get("ef", ef))
         vector = query_matrix(query, self.store.dim)[0]
-        square = float(np.dot(vector, vector))
+        square = float(np.einsum("i,i->", vector, vector))  # as _aux_for does
         if self.metric is Metric.COSINE:
             query_aux = 1.0 / np.sqrt(square) if square > 0 else 0.0
         elif self.metric is Metric.L2:

@@ -14,6 +14,9 @@ import numpy.typing as npt
 from node.errors import DimensionMismatch, InvalidRequest
 
 FloatMatrix = npt.NDArray[np.float32]
+# Distances are computed in 32-bit floats (largest about 3.4e38): with every
+# squared length below this, even |a - b|^2 <= 4 * 1e37 stays finite.
+MAX_SQUARED_LENGTH = 1e37
 
 
 def embedding_matrix(embeddings: Sequence[Sequence[float]], labels: Sequence[str]) -> FloatMatrix:
@@ -34,6 +37,15 @@ def embedding_matrix(embeddings: Sequence[Sequence[float]], labels: Sequence[str
     with np.errstate(over="ignore"):  # reported just below, as a sentence
         narrow = wide.astype(np.float32)
     _reject_non_finite(narrow, labels, "a value too large for 32-bit floats")
+    squares = np.einsum("ij,ij->i", wide, wide)
+    too_long = np.flatnonzero(squares >= MAX_SQUARED_LENGTH)
+    if len(too_long):
+        row = int(too_long[0])
+        raise InvalidRequest(
+            f"{labels[row]} is too long (its squared length is {squares[row]:.3g}); an "
+            f"embedding's squared length must stay below {MAX_SQUARED_LENGTH:.0e} so that "
+            "scores and distances between embeddings stay finite"
+        )
     return narrow
 
 

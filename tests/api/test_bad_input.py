@@ -100,6 +100,24 @@ def test_non_finite_values(api: httpx.Client, lib3: str, bad: str) -> None:
     unchanged(api, lib3)
 
 
+@pytest.mark.parametrize("metric", ["l2", "dot", "cosine"])
+def test_embeddings_whose_distances_would_overflow(
+    api: httpx.Client, library: Callable[..., dict[str, Any]], metric: str
+) -> None:
+    """Each value fits 32-bit floats, but a distance to them would not: refused
+    (a query against such a row answered 500 once its score was infinite)."""
+    lib = library(dimension=2, metric=metric, index_type="hnsw")
+    base = f"/libraries/{lib['id']}"
+    ok = api.post(f"{base}/documents", json={"chunks": [{"text": "a", "embedding": [1.0, 0.0]}]})
+    assert ok.status_code == 201, ok.text
+    huge = {"chunks": [{"text": "b", "embedding": [1e20, 1e20]}]}
+    problem(api.post(f"{base}/documents", json=huge), 422, "chunks[0].embedding is too long")
+    asked = api.post(f"{base}/query", json={"query_embedding": [1e20, 0.0], "k": 2})
+    problem(asked, 422, "query_embedding is too long")
+    answered = api.post(f"{base}/query", json={"query_embedding": [1.0, 0.0], "k": 2})
+    assert answered.status_code == 200 and len(answered.json()["results"]) == 1
+
+
 def test_zero_vector_with_cosine(api: httpx.Client, lib3: str) -> None:
     response = api.post(
         f"/libraries/{lib3}/documents", json={"chunks": [{"text": "x", "embedding": [0, 0, 0]}]}
