@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request, Response
 
 from node.engine import Engine
+from node.responses import INDEX_HEADER
 from node.service import Service
 
 
@@ -30,4 +31,4 @@ Cursor = Annotated[str | None, Query(max_length=100, description="next_cursor of
 
 def mark_written(response: Response, index: int) -> None:
     """Every write response names the log index that holds the write."""
-    response.headers["X-Shoal-Index"] = str(index)
+    response.headers[INDEX_HEADER] = str(index)

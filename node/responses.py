@@ -16,6 +16,9 @@ from typing import Any
 
 from starlette.responses import Response
 
+# Every write's answer names the log index that holds the write.
+INDEX_HEADER = "X-Shoal-Index"
+
 
 class JSONBody(Response):
     media_type = "application/json"
@@ -30,7 +33,7 @@ def written(
     content: Any, index: int, status_code: int = 200, location: str | None = None
 ) -> JSONBody:
     """A write's answer: the new state, and the log index that holds the write."""
-    headers = {"X-Shoal-Index": str(index)}
+    headers = {INDEX_HEADER: str(index)}
     if location is not None:
         headers["Location"] = location
     return JSONBody(content, status_code=status_code, headers=headers)
