@@ -16,6 +16,7 @@ from shoal_client._client import _body, _headers
 from shoal_client._errors import Conflict, ConnectionFailed, ShoalError
 from shoal_client._models import Answer, Chunk, Document, Library, NodeStatus, QueryResult
 from shoal_client._protocol import Call, ClusterState, Decision
+from shoal_client._wire import decode
 
 
 class AsyncClient:
@@ -52,7 +53,7 @@ class AsyncClient:
         headers = {"X-API-Key": state.api_key} if state.api_key else {}
         for node in state.discovery_targets():
             try:
-                view = (await self._http.get(node + "/cluster", headers=headers)).json()
+                view = decode((await self._http.get(node + "/cluster", headers=headers)).content)
             except (httpx.HTTPError, ValueError):
                 continue
             state.learn(view, node)
@@ -75,7 +76,6 @@ class AsyncClient:
                     send.method,
                     send.url,
                     headers=send.headers,
-                    json=send.json,
                     params=send.params,
                     content=send.content,
                 )
@@ -96,7 +96,7 @@ class AsyncClient:
         )
 
     async def _json(self, call: Call) -> Any:
-        return (await self._send(call)).json()
+        return decode((await self._send(call)).content)
 
     # ------------------------------------------------------------- libraries
     async def create_library(
@@ -264,7 +264,7 @@ class AsyncClient:
             )
         )
         return QueryResult.model_validate(
-            {**response.json(), "served_by": response.headers.get("x-shoal-node")}
+            {**decode(response.content), "served_by": response.headers.get("x-shoal-node")}
         )
 
     async def ask(
@@ -301,7 +301,7 @@ class AsyncClient:
             try:
                 views.append(
                     NodeStatus.model_validate(
-                        (await self._http.get(node + "/cluster", headers=headers)).json()
+                        decode((await self._http.get(node + "/cluster", headers=headers)).content)
                     )
                 )
             except (httpx.HTTPError, ValueError, ShoalError):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from shoal_client._protocol import Call
+from shoal_client._wire import encode
 
 
 def _body(**fields: Any) -> dict[str, Any]:
@@ -68,8 +68,7 @@ def add_document(library_id: str, body: dict[str, Any], key: str | None = None) 
 
 def upsert_key(library_id: str, body: dict[str, Any]) -> str:
     """The same document sent again gets the same key, so it is not added twice."""
-    canonical = json.dumps([library_id, body], sort_keys=True, separators=(",", ":"))
-    return "upsert-" + hashlib.sha256(canonical.encode()).hexdigest()
+    return "upsert-" + hashlib.sha256(encode([library_id, body], canonical=True)).hexdigest()
 
 
 def get_document(

@@ -15,6 +15,7 @@ from shoal_client import _calls as calls
 from shoal_client._errors import Conflict, ConnectionFailed, ShoalError
 from shoal_client._models import Answer, Chunk, Document, Library, NodeStatus, QueryResult
 from shoal_client._protocol import Call, ClusterState, Decision
+from shoal_client._wire import decode
 
 
 class Client:
@@ -56,7 +57,7 @@ class Client:
         headers = {"X-API-Key": state.api_key} if state.api_key else {}
         for node in state.discovery_targets():
             try:
-                view = self._http.get(node + "/cluster", headers=headers).json()
+                view = decode(self._http.get(node + "/cluster", headers=headers).content)
             except (httpx.HTTPError, ValueError):
                 continue
             state.learn(view, node)
@@ -79,7 +80,6 @@ class Client:
                     send.method,
                     send.url,
                     headers=send.headers,
-                    json=send.json,
                     params=send.params,
                     content=send.content,
                 )
@@ -100,7 +100,7 @@ class Client:
         )
 
     def _json(self, call: Call) -> Any:
-        return self._send(call).json()
+        return decode(self._send(call).content)
 
     # ------------------------------------------------------------- libraries
     def create_library(
@@ -257,7 +257,7 @@ class Client:
             )
         )
         return QueryResult.model_validate(
-            {**response.json(), "served_by": response.headers.get("x-shoal-node")}
+            {**decode(response.content), "served_by": response.headers.get("x-shoal-node")}
         )
 
     def ask(
@@ -294,7 +294,7 @@ class Client:
             try:
                 views.append(
                     NodeStatus.model_validate(
-                        self._http.get(node + "/cluster", headers=headers).json()
+                        decode(self._http.get(node + "/cluster", headers=headers).content)
                     )
                 )
             except (httpx.HTTPError, ValueError, ShoalError):
@@ -310,6 +310,6 @@ def _body(response: httpx.Response) -> Any:
     if response.status_code < 300:
         return None
     try:
-        return response.json()
+        return decode(response.content)
     except ValueError:
         return {"detail": response.text or response.reason_phrase}

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shoal_client._errors import ConnectionFailed, ShoalError, error_for
+from shoal_client._wire import encode
 
 RETRY_TYPES = ("no-leader", "outcome-unknown", "write-not-applied", "storage-failure",
                "unavailable", "follower-behind", "embedding-unavailable")  # fmt: skip
@@ -26,7 +27,8 @@ RETRY_TYPES = ("no-leader", "outcome-unknown", "write-not-applied", "storage-fai
 
 @dataclass
 class Call:
-    """One logical request, however many attempts it takes."""
+    """One logical request, however many attempts it takes. A JSON body is
+    encoded once, here, however many attempts send it."""
 
     method: str
     path: str
@@ -34,11 +36,13 @@ class Call:
     params: dict[str, Any] | None = None
     write: bool = False
     key: str | None = None
-    content: bytes | None = None
+    content: bytes | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.write and self.key is None:
             self.key = str(uuid.uuid4())
+        if self.json is not None:
+            self.content = encode(self.json)
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,6 @@ class Send:
     method: str
     url: str
     headers: dict[str, str]
-    json: Any
     params: dict[str, Any] | None
     content: bytes | None
 
@@ -137,15 +140,14 @@ class ClusterState:
             node = self.leader
         else:
             node = self._reader()
-        headers = {}
+        headers = {"Content-Type": "application/json"} if call.content is not None else {}
         if self.api_key:
             headers["X-API-Key"] = self.api_key
         if call.key:
             headers["Idempotency-Key"] = call.key
         if not call.write and self.last_index:
             headers["X-Shoal-Min-Index"] = str(self.last_index)
-        return Send(node, call.method, node + call.path, headers, call.json, call.params,
-                    call.content)  # fmt: skip
+        return Send(node, call.method, node + call.path, headers, call.params, call.content)
 
     def _reader(self) -> str:
         nodes = self.nodes
