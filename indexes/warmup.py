@@ -15,7 +15,10 @@ from typing import Any
 import numpy as np
 
 from indexes import KINDS, create
+from indexes.brute_force import SCAN_BELOW
 
+# Batches above SCAN_BELOW queries take a matrix product and a separate selection.
+BATCH_ROWS = SCAN_BELOW + 1
 _PARAMS: dict[str, dict[str, Any]] = {"lsh": {"seed": 1}, "hnsw": {"seed": 1, "exact_below": 0}}
 
 
@@ -33,6 +36,7 @@ def warm_kernels(rows: int = 64, dim: int = 8) -> float:
             index.search(vectors[0], 5)
             index.search(vectors[0], 5, mask=mask)
             index.search_batch(vectors[:3], 5)
+            index.search_batch(vectors[:BATCH_ROWS], 5)  # the matrix-product path
             index.remove(ids[:4])
             index.search(vectors[1], 5)
     return time.perf_counter() - started
