@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -62,6 +62,7 @@ from replication.runner import ProposalLost, RaftNode
 
 Written = tuple[Any, int]
 WRITE_TIMEOUT = 15.0
+T = TypeVar("T")
 
 
 class Service:
@@ -313,13 +314,16 @@ class Service:
         ]
         return chunks, "text chunk"
 
+    def _document_batch(self, library: Library, body: models.DocumentCreate) -> cmd.ChunkBatch:
+        chunks, label = self._document_chunks(body)
+        return self._chunk_batch(library, chunks, label)
+
     async def add_document(self, library_id: str, body: models.DocumentCreate) -> Written:
         if (earlier := self._earlier_outcome()) is not None:
             return earlier
         library = self._library(library_id)
-        # Splitting a long text is work: keep it off the event loop.
-        chunks, label = await run_in_threadpool(self._document_chunks, body)
-        batch = await run_in_threadpool(self._chunk_batch, library, chunks, label)
+        batch = await _off_loop_unless_small(self._document_batch, library, body,
+                                             small=_is_small(body.chunks, body.text))  # fmt: skip
         stamp = now_us()
         meta = body.metadata
         fields = cmd.DocumentFields(
@@ -382,7 +386,8 @@ class Service:
             return earlier
         self._require(library_id, document_id)
         library = self._library(library_id)
-        batch = await run_in_threadpool(self._chunk_batch, library, body.chunks, "chunks")
+        batch = await _off_loop_unless_small(self._chunk_batch, library, body.chunks, "chunks",
+                                             small=_is_small(body.chunks, None))  # fmt: skip
         return await self._commit(cmd.AddChunks(library_id, document_id, batch, now_us()))
 
     def list_chunks(
@@ -454,7 +459,8 @@ class Service:
         if (earlier := self._earlier_outcome()) is not None:
             return earlier
         library = self._library(library_id)
-        changes, vector = await run_in_threadpool(self._chunk_changes, library, chunk_id, body)
+        changes, vector = await _off_loop_unless_small(self._chunk_changes, library, chunk_id, body,
+                                                       small=_is_small([body], None))  # fmt: skip
         return await self._commit(cmd.UpdateChunk(library_id, chunk_id, changes, vector, now_us()))
 
     async def delete_chunk(self, library_id: str, chunk_id: str) -> int:
@@ -539,6 +545,34 @@ class Service:
             record = library.documents[chunk.document_id]
             hit["document"] = {"id": record.id, "metadata": views.document_metadata(record)}
         return hit
+
+
+# Below these, validating (and numbering) chunks costs less than the hop to a
+# worker thread and back, which also wakes a second thread to fight for the GIL.
+INLINE_CHUNKS = 32
+INLINE_FLOATS = 8192
+
+
+def _is_small(chunks: Sequence[Any] | None, text: str | None) -> bool:
+    """No text to split or embed, and few numbers to check."""
+    if text is not None or len(chunks or ()) > INLINE_CHUNKS:
+        return False
+    floats = 0
+    for chunk in chunks or ():
+        if chunk.embedding is None:
+            if chunk.text:  # to be embedded: a model call, maybe over the network
+                return False
+        else:
+            floats += len(chunk.embedding)
+    return floats <= INLINE_FLOATS
+
+
+async def _off_loop_unless_small(work: Callable[..., T], *args: Any, small: bool) -> T:
+    """``work`` on a worker thread, keeping the event loop (and with it Raft's
+    heartbeats) free, unless it is small enough to run here at once."""
+    if small:
+        return work(*args)
+    return await run_in_threadpool(work, *args)
 
 
 def _embed(
