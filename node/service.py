@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import numpy as np
@@ -53,6 +54,7 @@ from node.idempotency import request_key
 from node.ids import new_id, new_ids
 from node.store import views
 from node.store.library import IF_INDEX, IF_SERVER_EMBEDDED, Library
+from node.store.rwlock import LockBusy
 from node.timeutil import datetime_to_us, now_us
 from node.vectors import check_dimension, embedding_matrix, reject_zero_vectors
 from replication.interfaces import NotAccepting
@@ -63,6 +65,8 @@ from replication.runner import ProposalLost, RaftNode
 Written = tuple[Any, int]
 WRITE_TIMEOUT = 15.0
 T = TypeVar("T")
+# Set while a read runs on the event loop: it must not wait for a lock.
+_ON_LOOP: ContextVar[bool] = ContextVar("shoal_read_on_loop", default=False)
 
 
 class Service:
@@ -146,7 +150,7 @@ class Service:
     @contextmanager
     def _reading(self, library_id: str) -> Iterator[Library]:
         library = self._library(library_id)
-        with library.lock.read():
+        with library.lock.read(blocking=not _ON_LOOP.get()):
             yield library
 
     def _require(
@@ -572,6 +576,21 @@ async def _off_loop_unless_small(work: Callable[..., T], *args: Any, small: bool
     heartbeats) free, unless it is small enough to run here at once."""
     if small:
         return work(*args)
+    return await run_in_threadpool(work, *args)
+
+
+async def read_soon(work: Callable[..., T], *args: Any) -> T:
+    """A small read, on the event loop if its library is free at once,
+    else on a worker thread. Saves the thread hop (and the wait for the
+    GIL a woken thread pays under load) without ever letting the loop
+    wait for an apply that holds the library."""
+    token = _ON_LOOP.set(True)
+    try:
+        return work(*args)
+    except LockBusy:
+        pass
+    finally:
+        _ON_LOOP.reset(token)
     return await run_in_threadpool(work, *args)
 
 

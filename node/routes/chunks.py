@@ -10,19 +10,20 @@ from node import models
 from node.consistency import ReadBarrier
 from node.deps import ServiceDep, mark_written
 from node.responses import JSONBody
+from node.service import read_soon
 
 router = APIRouter(prefix="/libraries/{library_id}/chunks", tags=["chunks"])
 
 
 @router.get("/{chunk_id}", response_model=models.Chunk)
-def get_chunk(
+async def get_chunk(
     _consistent: ReadBarrier,
     library_id: str,
     chunk_id: str,
     service: ServiceDep,
     include_embedding: bool = False,
 ) -> Any:
-    return JSONBody(service.get_chunk(library_id, chunk_id, include_embedding))
+    return JSONBody(await read_soon(service.get_chunk, library_id, chunk_id, include_embedding))
 
 
 @router.patch("/{chunk_id}", response_model=models.Chunk)

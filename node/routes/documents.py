@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from node import models
 from node.body import body_schema, json_body
 from node.consistency import ReadBarrier
 from node.deps import Cursor, Limit, ServiceDep, mark_written
 from node.responses import JSONBody, written
+from node.service import read_soon
 
 router = APIRouter(prefix="/libraries/{library_id}/documents", tags=["documents"])
 
@@ -43,7 +45,7 @@ def list_documents(
 
 
 @router.get("/{document_id}", response_model=models.Document)
-def get_document(
+async def get_document(
     _consistent: ReadBarrier,
     library_id: str,
     document_id: str,
@@ -51,8 +53,10 @@ def get_document(
     include_chunks: bool = False,
     include_embeddings: bool = False,
 ) -> Any:
-    document = service.get_document(library_id, document_id, include_chunks, include_embeddings)
-    return JSONBody(document)
+    args = (library_id, document_id, include_chunks, include_embeddings)
+    if include_chunks:  # a document may hold 10,000 chunks: a worker thread
+        return JSONBody(await run_in_threadpool(service.get_document, *args))
+    return JSONBody(await read_soon(service.get_document, *args))
 
 
 @router.patch("/{document_id}", response_model=models.Document)

@@ -10,6 +10,7 @@ from node import models
 from node.consistency import ReadBarrier
 from node.deps import Cursor, Limit, ServiceDep, mark_written
 from node.responses import JSONBody
+from node.service import read_soon
 
 router = APIRouter(prefix="/libraries", tags=["libraries"])
 
@@ -32,8 +33,8 @@ def list_libraries(
 
 
 @router.get("/{library_id}", response_model=models.Library)
-def get_library(_consistent: ReadBarrier, library_id: str, service: ServiceDep) -> Any:
-    return JSONBody(service.get_library(library_id))
+async def get_library(_consistent: ReadBarrier, library_id: str, service: ServiceDep) -> Any:
+    return JSONBody(await read_soon(service.get_library, library_id))
 
 
 @router.patch("/{library_id}", response_model=models.Library)

@@ -14,6 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
+class LockBusy(Exception):
+    """A non-blocking read found a writer holding or waiting for the lock."""
+
+
 class RWLock:
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
@@ -24,8 +28,12 @@ class RWLock:
         self._writers_waiting = 0
 
     @contextmanager
-    def read(self) -> Iterator[None]:
+    def read(self, blocking: bool = True) -> Iterator[None]:
+        """Hold the lock shared. Not ``blocking``: raise :class:`LockBusy`
+        instead of waiting (for callers on the event loop)."""
         with self._cond:
+            if not blocking and (self._writer or self._writers_waiting):
+                raise LockBusy
             self._readers_waiting += 1
             try:
                 while self._writer or (self._writers_waiting and not self._readers_turn):
