@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from starlette.responses import Response
 
 # Every write's answer names the log index that holds the write.
@@ -24,9 +25,13 @@ class JSONBody(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        # allow_nan=False: a NaN or infinity is a bug to see, not invalid JSON to send.
-        return json.dumps(content, ensure_ascii=False, allow_nan=False,
-                          separators=(",", ":")).encode()  # fmt: skip
+        # orjson would write NaN as null. Stored numbers are finite (checked
+        # at write); the only computed ones, scores, are checked where made.
+        try:
+            return orjson.dumps(content)
+        except TypeError:  # an integer beyond 64 bits: the standard library takes those
+            return json.dumps(content, ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":")).encode()  # fmt: skip
 
 
 def written(

@@ -510,6 +510,8 @@ class Service:
             hits: list[dict[str, Any]] = []
             if vector is not None:
                 chunk_ids, scores = library.search(vector, body.k, where, options)
+                if not np.isfinite(scores).all():  # a bug, never a silent null
+                    raise RuntimeError(f"a search of library {library_id} scored NaN or inf")
                 distances = indexes.distances_from_scores(
                     indexes.Metric(library.info.metric), scores
                 )
@@ -577,6 +579,31 @@ async def _off_loop_unless_small(work: Callable[..., T], *args: Any, small: bool
     if small:
         return work(*args)
     return await run_in_threadpool(work, *args)
+
+
+# A query whose vector walk touches at most this many stored numbers runs on
+# the event loop (about a third of a millisecond of dot products); a larger
+# one does too when an HNSW walk with a modest ef bounds its work.
+INLINE_QUERY_FLOATS = 1 << 20
+INLINE_QUERY_EF = 256
+
+
+def query_is_small(library: Library | None, body: models.QueryRequest) -> bool:
+    """Cheap enough to answer on the event loop without delaying heartbeats:
+    no text to embed (a model call, maybe over the network) and a bounded
+    amount of vector work. A missing library is a quick 404."""
+    if library is None:
+        return True
+    if body.query_text is not None or body.k > 100:
+        return False
+    dimension = library.info.dimension or 0
+    rows = library.store.size if library.store is not None else 0
+    if rows * dimension <= INLINE_QUERY_FLOATS:
+        return True
+    if library.info.index_type != "hnsw" or body.filters is not None:
+        return False  # a scan, or a mask built over every row
+    ef = (body.search_params or {}).get("ef", library.info.index_params.get("ef_search", 64))
+    return isinstance(ef, int) and ef <= INLINE_QUERY_EF
 
 
 async def read_soon(work: Callable[..., T], *args: Any) -> T:

@@ -8,6 +8,7 @@ datetime can show; requests are checked with :func:`check_storable`.
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, date, datetime, timedelta
 
@@ -20,6 +21,7 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the chunks of a document share one stamp
 def to_iso(us: int) -> str:
     """Exact to the microsecond. Never raises: views are built while entries
     apply, so an instant outside the storable range (written before requests

@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
+import numpy as np
 import pytest
 
-from node import service
+from node import models, service
+from node.store.library import Library
+from node.store.records import LibraryInfo
 from node.store.rwlock import LockBusy, RWLock
 
 
@@ -82,3 +86,32 @@ def test_read_soon_runs_on_the_loop_when_free_and_moves_off_it_when_busy() -> No
     assert free == loop_thread
     assert busy != loop_thread
     assert ticks >= 10, "the event loop stalled while the read waited for the writer"
+
+
+def library_with(index_type: str, rows: int, dim: int) -> Library:
+    library = Library(LibraryInfo("lib", "lib", None, dim, "l2", index_type, {}, "m", 0, 0, 1))
+    assert library.store is not None
+    vectors = np.random.default_rng(3).random((rows, dim), dtype=np.float32)
+    library.store.put(np.arange(rows, dtype=np.int64), vectors)
+    return library
+
+
+def query(**fields: Any) -> models.QueryRequest:
+    return models.QueryRequest.model_validate({"k": 10, "query_embedding": [0.0] * 4, **fields})
+
+
+def test_only_a_bounded_query_is_answered_on_the_event_loop() -> None:
+    small = library_with("brute_force", 100, 4)
+    assert service.query_is_small(small, query())
+    # a text to embed may wait on a model or the network: never on the loop
+    assert not service.query_is_small(small, query(query_embedding=None, query_text="whales"))
+    rows = service.INLINE_QUERY_FLOATS // 4 + 1
+    for index_type in ("brute_force", "lsh", "kd_tree"):  # may scan every row
+        assert not service.query_is_small(library_with(index_type, rows, 4), query())
+    hnsw = library_with("hnsw", rows, 4)
+    assert service.query_is_small(hnsw, query())
+    assert service.query_is_small(hnsw, query(search_params={"ef": 100}))
+    # a filter builds a mask over every row; a wide ef walks far
+    assert not service.query_is_small(hnsw, query(filters={"field": "author", "op": "eq",
+                                                           "value": "x"}))  # fmt: skip
+    assert not service.query_is_small(hnsw, query(search_params={"ef": 4000}))

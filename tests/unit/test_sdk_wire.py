@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-
 from shoal_client._calls import upsert_key
 from shoal_client._protocol import Call
 from shoal_client._wire import EncodeError, decode, encode
@@ -53,4 +52,3 @@ def test_the_upsert_key_ignores_key_order() -> None:
 def test_a_call_encodes_its_body_once_and_sends_it_as_json() -> None:
     call = Call("POST", "/libraries", {"name": "x"}, write=True)
     assert call.content == b'{"name":"x"}'
-
