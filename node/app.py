@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from node import body, raft_endpoint
 from node.embeddings import EmbeddingRegistry, build_registry
 from node.engine import DataDirInUse, Engine
+from node.fast_routes import FastRoutes
 from node.metrics import NodeMetrics
 from node.middleware import NodeMiddleware
 from node.problems import install_error_handlers
@@ -60,7 +61,8 @@ def create_app(
     registry = embedders or build_registry(
         settings.cohere_api_key, settings.cohere_embed_model, settings.cohere_base_url
     )
-    app.state.service = Service(engine, registry)
+    service = Service(engine, registry)
+    app.state.service = service
     install_error_handlers(app)
     body.document(app)
     app.state.questions = Questions(settings)
@@ -73,5 +75,6 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         api_key=settings.api_key,
         fast_routes={("POST", raft_endpoint.PATH): functools.partial(raft_post, engine)},
+        json_routes=FastRoutes(service),
     )
     return app

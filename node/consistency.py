@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, Query, Request
 
 from node.deps import EngineDep
+from node.engine import Engine
 from node.errors import (
     FollowerBehind,
     InvalidRequest,
@@ -38,19 +39,24 @@ async def read_barrier(
         Level | None, Query(description="eventual, session or linearizable")
     ] = None,
 ) -> None:
+    level = consistency or request.headers.get("x-shoal-consistency", "eventual")
+    await wait_for_consistency(engine, level, request.headers.get("x-shoal-min-index"))
+
+
+async def wait_for_consistency(engine: Engine, level: str, wanted: str | None) -> None:
+    """Return once this node may answer a read at ``level`` (after applying
+    entry ``wanted``, the X-Shoal-Min-Index header, when given)."""
     raft = engine.raft
     if raft is None:
         raise Unavailable("this node is starting or stopping")
     if raft.failure is not None:
         raise NodeFailed(f"this node has failed and serves no reads: {raft.failure}")
-    level = consistency or request.headers.get("x-shoal-consistency", "eventual")
     if level not in ("eventual", "session", "linearizable"):
         raise InvalidRequest(
             f"consistency must be eventual, session or linearizable, not {level!r}"
         )
-    wanted = request.headers.get("x-shoal-min-index")
     if wanted is not None:
-        if not wanted.isdigit():
+        if not (wanted.isascii() and wanted.isdigit()):
             raise InvalidRequest("X-Shoal-Min-Index must be a log index (a whole number)")
         await _wait(raft, int(wanted))
     if level == "linearizable":

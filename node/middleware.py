@@ -16,6 +16,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from node.errors import InvalidRequest, PayloadTooLarge, ShoalError, Unauthorized
+from node.fast_routes import FastRoutes
 from node.idempotency import MAX_KEY, request_key, valid_key
 from node.metrics import NodeMetrics
 
@@ -47,9 +48,11 @@ class NodeMiddleware:
         max_body_bytes: int,
         api_key: str | None,
         fast_routes: dict[tuple[str, str], FastRoute] | None = None,
+        json_routes: FastRoutes | None = None,
     ) -> None:
         self.app = app
         self.fast_routes = fast_routes or {}
+        self.json_routes = json_routes
         self.node_id = node_id.encode()
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -61,6 +64,7 @@ class NodeMiddleware:
             return
         started = time.perf_counter()
         status = {"code": 500}
+        label = None  # the route's template, when answered below the framework
 
         async def send_tagged(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -77,7 +81,12 @@ class NodeMiddleware:
                 refusal = InvalidRequest(
                     f"Idempotency-Key must be 1 to {MAX_KEY} printable characters"
                 )
-            fast = self.fast_routes.get((scope.get("method", ""), scope["path"]))
+            method = scope.get("method", "")
+            fast = self.fast_routes.get((method, scope["path"]))
+            routes = self.json_routes
+            public = None
+            if fast is None and routes is not None:
+                public = routes.match(method, scope["path"])
             if refusal is not None:
                 await _send_problem(send_tagged, refusal, scope["path"])
             elif fast is not None:
@@ -86,6 +95,15 @@ class NodeMiddleware:
                 except _Disconnected:
                     return  # the peer went away before its message arrived
                 await _answer_fast(fast, scope, body, send_tagged)
+            elif public is not None and routes is not None:
+                route, library_id = public
+                label = route.template
+                try:
+                    body = await self._body(receive)
+                except _Disconnected:
+                    return
+                answer = await routes.answer(route, library_id, scope, body)
+                await answer(scope, receive, send_tagged)
             else:
                 await self.app(scope, await self._buffered(receive), send_tagged)
         except _TooLarge:
@@ -99,8 +117,8 @@ class NodeMiddleware:
             )
         finally:
             request_key.reset(token)
-            route = scope.get("route")
-            label = getattr(route, "path", "unmatched")
+            if label is None:
+                label = getattr(scope.get("route"), "path", "unmatched")
             if (scope.get("method", ""), scope["path"]) in self.fast_routes:
                 label = scope["path"]
             method = scope.get("method", "")

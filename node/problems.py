@@ -19,19 +19,27 @@ PROBLEM_JSON = "application/problem+json"
 
 
 def problem_response(error: ShoalError, request: Request) -> JSONResponse:
+    return problem_at(error, request.url.path, request.url.query)
+
+
+def problem_at(error: ShoalError, path: str, query: str = "") -> JSONResponse:
+    """The problem+json answer to a request for ``path`` (and ``query``)."""
     headers = dict(error.headers)
     if isinstance(error, NotLeaderError):
         # 307 keeps the method and body: the client re-sends to the leader.
-        target = error.leader_url + request.url.path
-        if request.url.query:
-            target += "?" + request.url.query
+        target = error.leader_url + path
+        if query:
+            target += "?" + query
         headers["Location"] = target
     return JSONResponse(
-        error.problem(request.url.path),
-        status_code=error.status,
-        media_type=PROBLEM_JSON,
-        headers=headers,
+        error.problem(path), status_code=error.status, media_type=PROBLEM_JSON, headers=headers
     )
+
+
+UNEXPECTED = (
+    "the node hit an unexpected error; nothing was changed unless the response said so; "
+    "see the node's log"
+)
 
 
 def _where(loc: Sequence[Any]) -> str:
@@ -105,8 +113,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        error = ShoalError(
-            "the node hit an unexpected error; nothing was changed unless the response "
-            "said so; see the node's log"
-        )
-        return problem_response(error, request)
+        return problem_response(ShoalError(UNEXPECTED), request)

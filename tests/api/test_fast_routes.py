@@ -1,0 +1,115 @@
+"""The routes answered below the framework answer as the framework would.
+
+One node in process, two ways in: the node's own stack (writes and queries
+take the fast routes) and the same stack rebuilt without them (everything
+through FastAPI). Each request goes both ways; errors must match byte for
+byte, successes once ids, timestamps and log indexes are set aside.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+from starlette.types import Receive, Scope, Send
+
+from node.app import create_app
+from node.middleware import NodeMiddleware
+from node.settings import Settings
+
+VIA = "x-test-via"
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    app = create_app(Settings(data_dir=tmp_path / "data", node_id="n1"))
+    fast = app.build_middleware_stack()
+    for middleware in app.user_middleware:
+        if middleware.cls is NodeMiddleware:
+            middleware.kwargs["json_routes"] = None
+    framework = app.build_middleware_stack()
+
+    async def either(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope.get("headers") or [])
+        stack = framework if headers.get(VIA.encode()) == b"framework" else fast
+        await stack(scope, receive, send)
+
+    app.middleware_stack = either
+    with TestClient(app, follow_redirects=False) as test_client:
+        deadline = time.monotonic() + 30
+        while test_client.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, "the node did not get ready"
+            time.sleep(0.05)
+        yield test_client
+
+
+def both(client: TestClient, method: str, url: str, **kw: Any) -> tuple[Any, Any]:
+    headers = kw.pop("headers", {})
+    fast = client.request(method, url, headers=headers, **kw)
+    framework = client.request(method, url, headers={**headers, VIA: "framework"}, **kw)
+    return fast, framework
+
+
+def same(fast: Any, framework: Any, exact: bool) -> None:
+    assert fast.status_code == framework.status_code, (fast.text, framework.text)
+    assert fast.headers["content-type"] == framework.headers["content-type"]
+    assert set(fast.headers) == set(framework.headers)
+    if exact:
+        assert fast.content == framework.content
+    else:
+        def plain(text: str) -> str:
+            text = INSTANT.sub("<instant>", UUID.sub("<id>", text))
+            return re.sub(r'"took_ms":[0-9.e-]+', '"took_ms":0', text)
+
+        assert plain(fast.text) == plain(framework.text)
+
+
+def test_writes_and_queries_answer_the_same_both_ways(client: TestClient) -> None:
+    library = client.post("/libraries", json={"name": "l", "metric": "cosine"}).json()["id"]
+    docs = f"/libraries/{library}/documents"
+    query = f"/libraries/{library}/query"
+    chunk = {"text": "one", "embedding": [1, 0, 0], "metadata": {"page_number": 2}}
+    body = {"metadata": {"title": "t", "tags": ["a"]}, "chunks": [chunk]}
+    same(*both(client, "POST", docs, json=body), exact=False)
+    bad_requests: list[tuple[str, dict[str, Any]]] = [
+        (docs, {"content": b""}),
+        (docs, {"content": b"{", "headers": {"content-type": "application/json"}}),
+        (docs, {"content": b"{}", "headers": {"content-type": "text/plain"}}),
+        (docs, {"json": {"chunks": [{"text": "x", "embedding": "no"}]}}),
+        (docs, {"json": {"chunks": [{"text": "x", "embedding": [1, 0]}]}}),  # wrong width
+        (docs, {"json": {"chunks": [], "surprise": 1}}),
+        ("/libraries/none/documents", {"json": body}),
+        (query, {"json": {"query_embedding": [1, 0, 0], "k": 0}}),
+        (query, {"json": {"query_embedding": [1, 0], "k": 1}}),
+        (query, {"json": {"k": 1}}),
+        (query + "?consistency=bogus", {"json": {"query_embedding": [1, 0, 0], "k": 1}}),
+        (query + "?consistency=", {"json": {"query_embedding": [1, 0, 0], "k": 1}}),
+        (query, {"json": {"query_embedding": [1, 0, 0], "k": 1},
+                 "headers": {"x-shoal-min-index": "x1"}}),  # fmt: skip
+        (query, {"json": {"query_embedding": [1, 0, 0], "k": 1, "filters": {"op": "nope"}}}),
+        ("/libraries/none/query", {"json": {"query_embedding": [1, 0, 0], "k": 1}}),
+    ]
+    for url, kw in bad_requests:
+        fast, framework = both(client, "POST", url, **kw)
+        assert fast.status_code >= 400, (url, kw, fast.text)
+        same(fast, framework, exact=True)
+    for consistency in ("", "?consistency=linearizable", "?consistency=session"):
+        found = {"query_embedding": [1, 0.1, 0], "k": 3, "include": ["text", "metadata"]}
+        same(*both(client, "POST", query + consistency, json=found), exact=False)
+    fast, _ = both(client, "POST", query, json={"query_embedding": [1, 0, 0], "k": 1})
+    assert fast.json()["results"][0]["text"] == "one"
+
+
+def test_a_metric_names_the_route_not_the_library(client: TestClient) -> None:
+    library = client.post("/libraries", json={"name": "m"}).json()["id"]
+    client.post(f"/libraries/{library}/query", json={"query_embedding": [1.0], "k": 1})
+    metrics = client.get("/metrics").text
+    assert 'route="/libraries/{library_id}/query"' in metrics
+    assert library not in metrics
