@@ -9,6 +9,7 @@ problems), so the answers are the same byte for byte; the twins stay
 registered for the OpenAPI document and for anything these do not match.
 
 - ``POST /libraries/{library_id}/documents``
+- ``GET /libraries/{library_id}/documents/{document_id}``
 - ``POST /libraries/{library_id}/query``
 """
 
@@ -37,11 +38,12 @@ from node.service import Service, query_is_small, read_soon
 log = logging.getLogger("shoal.http")
 
 Model = TypeVar("Model", bound=BaseModel)
-# The query parameter, checked as the framework checks it (same problem text).
-_LEVEL: TypeAdapter[Level] = TypeAdapter(Level)
+T = TypeVar("T")
+_LEVEL: TypeAdapter[Level | None] = TypeAdapter(Level | None)
+_FLAG: TypeAdapter[bool] = TypeAdapter(bool)
 
-# (the request's scope, its path parameter, its body) -> the answer
-Handler = Callable[[Scope, str, bytes], Awaitable[Response]]
+# (the request's scope, its path parameters, its body) -> the answer
+Handler = Callable[[Scope, tuple[str, ...], bytes], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -58,20 +60,24 @@ class FastRoutes:
         self.routes = (
             Route("POST", re.compile(r"/libraries/([^/]+)/documents"),
                   "/libraries/{library_id}/documents", self.create_document),
+            Route("GET", re.compile(r"/libraries/([^/]+)/documents/([^/]+)"),
+                  "/libraries/{library_id}/documents/{document_id}", self.get_document),
             Route("POST", re.compile(r"/libraries/([^/]+)/query"),
                   "/libraries/{library_id}/query", self.query),
         )  # fmt: skip
 
-    def match(self, method: str, path: str) -> tuple[Route, str] | None:
+    def match(self, method: str, path: str) -> tuple[Route, tuple[str, ...]] | None:
         for route in self.routes:
             if method == route.method and (found := route.pattern.fullmatch(path)):
-                return route, found.group(1)
+                return route, found.groups()
         return None
 
-    async def answer(self, route: Route, library_id: str, scope: Scope, body: bytes) -> Response:
+    async def answer(
+        self, route: Route, params: tuple[str, ...], scope: Scope, body: bytes
+    ) -> Response:
         """The route's answer; any error as the problem the framework would send."""
         try:
-            return await route.handler(scope, library_id, body)
+            return await route.handler(scope, params, body)
         except ShoalError as error:
             return problem_at(error, scope["path"], _query_string(scope))
         except Exception:
@@ -79,32 +85,56 @@ class FastRoutes:
             return problem_at(ShoalError(UNEXPECTED), scope["path"], _query_string(scope))
 
     # ------------------------------------------------------------ handlers
-    async def create_document(self, scope: Scope, library_id: str, body: bytes) -> Response:
+    async def create_document(
+        self, scope: Scope, params: tuple[str, ...], body: bytes
+    ) -> Response:
+        (library_id,) = params
         parsed = await _parse(models.DocumentCreate, scope, body)
         document, index = await self.service.add_document(library_id, parsed)
         location = f"/libraries/{library_id}/documents/{document['id']}"
         return written(document, index, 201, location)
 
-    async def query(self, scope: Scope, library_id: str, body: bytes) -> Response:
-        headers = _headers(scope)
-        levels = parse_qs(_query_string(scope), keep_blank_values=True).get("consistency")
-        if levels:
-            try:
-                level: str = _LEVEL.validate_python(levels[-1])
-            except ValidationError as exc:
-                errors = [{**e, "loc": ("query", "consistency")} for e in exc.errors()]
-                raise problem_from_errors(errors) from None
-        else:
-            level = headers.get(b"x-shoal-consistency", b"eventual").decode(errors="replace")
-        wanted = headers.get(b"x-shoal-min-index")
-        await wait_for_consistency(
-            self.service.engine, level, None if wanted is None else wanted.decode("latin-1")
-        )
+    async def get_document(self, scope: Scope, params: tuple[str, ...], _: bytes) -> Response:
+        library_id, document_id = params
+        query = parse_qs(_query_string(scope), keep_blank_values=True)
+        await self._read_barrier(scope, query)
+        chunks = _query_value(query, "include_chunks", _FLAG, False)
+        embeddings = _query_value(query, "include_embeddings", _FLAG, False)
+        args = (library_id, document_id, chunks, embeddings)
+        if chunks:  # a document may hold 10,000 chunks: a worker thread
+            return JSONBody(await run_in_threadpool(self.service.get_document, *args))
+        return JSONBody(await read_soon(self.service.get_document, *args))
+
+    async def query(self, scope: Scope, params: tuple[str, ...], body: bytes) -> Response:
+        (library_id,) = params
+        await self._read_barrier(scope, parse_qs(_query_string(scope), keep_blank_values=True))
         parsed = await _parse(models.QueryRequest, scope, body)
         service = self.service
         if query_is_small(service.state.library(library_id), parsed):
             return JSONBody(await read_soon(service.query, library_id, parsed))
         return JSONBody(await run_in_threadpool(service.query, library_id, parsed))
+
+
+    async def _read_barrier(self, scope: Scope, query: dict[str, list[str]]) -> None:
+        headers = _headers(scope)
+        chosen = _query_value(query, "consistency", _LEVEL, None)
+        level = chosen or headers.get(b"x-shoal-consistency", b"eventual").decode(errors="replace")
+        wanted = headers.get(b"x-shoal-min-index")
+        await wait_for_consistency(
+            self.service.engine, level, None if wanted is None else wanted.decode("latin-1")
+        )
+
+
+def _query_value(query: dict[str, list[str]], name: str, kind: TypeAdapter[T], default: T) -> T:
+    """A query parameter checked as the framework checks it (same problem text)."""
+    given = query.get(name)
+    if not given:
+        return default
+    try:
+        return kind.validate_python(given[-1])
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("query", name)} for e in exc.errors()]
+        raise problem_from_errors(errors) from None
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

@@ -96,13 +96,13 @@ class NodeMiddleware:
                     return  # the peer went away before its message arrived
                 await _answer_fast(fast, scope, body, send_tagged)
             elif public is not None and routes is not None:
-                route, library_id = public
+                route, params = public
                 label = route.template
                 try:
                     body = await self._body(receive)
                 except _Disconnected:
                     return
-                answer = await routes.answer(route, library_id, scope, body)
+                answer = await routes.answer(route, params, scope, body)
                 await answer(scope, receive, send_tagged)
             else:
                 await self.app(scope, await self._buffered(receive), send_tagged)

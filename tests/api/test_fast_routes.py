@@ -103,6 +103,13 @@ def test_writes_and_queries_answer_the_same_both_ways(client: TestClient) -> Non
     for consistency in ("", "?consistency=linearizable", "?consistency=session"):
         found = {"query_embedding": [1, 0.1, 0], "k": 3, "include": ["text", "metadata"]}
         same(*both(client, "POST", query + consistency, json=found), exact=False)
+    document = client.post(docs, json=body).json()["id"]
+    for params in ("", "?include_chunks=true", "?include_chunks=1&include_embeddings=yes",
+                   "?consistency=linearizable&include_chunks=false", "?include_chunks=maybe",
+                   "?consistency=bogus", "?include_embeddings="):  # fmt: skip
+        same(*both(client, "GET", f"{docs}/{document}{params}"), exact=True)
+    for missing in (f"{docs}/nope", f"/libraries/none/documents/{document}"):
+        same(*both(client, "GET", missing), exact=True)
     fast, _ = both(client, "POST", query, json={"query_embedding": [1, 0, 0], "k": 1})
     assert fast.json()["results"][0]["text"] == "one"
 
