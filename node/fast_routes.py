@@ -19,11 +19,12 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import URL
 from starlette.responses import Response
 from starlette.types import Scope
 
@@ -79,10 +80,12 @@ class FastRoutes:
         try:
             return await route.handler(scope, params, body)
         except ShoalError as error:
-            return problem_at(error, scope["path"], _query_string(scope))
+            failed = error
         except Exception:
             log.exception("unexpected error on %s %s", scope.get("method"), scope["path"])
-            return problem_at(ShoalError(UNEXPECTED), scope["path"], _query_string(scope))
+            failed = ShoalError(UNEXPECTED)
+        url = URL(scope=scope)  # the path escaped again, as in a Location header
+        return problem_at(failed, url.path, url.query)
 
     # ------------------------------------------------------------ handlers
     async def create_document(
@@ -96,10 +99,13 @@ class FastRoutes:
 
     async def get_document(self, scope: Scope, params: tuple[str, ...], _: bytes) -> Response:
         library_id, document_id = params
-        query = parse_qs(_query_string(scope), keep_blank_values=True)
-        await self._read_barrier(scope, query)
-        chunks = _query_value(query, "include_chunks", _FLAG, False)
-        embeddings = _query_value(query, "include_embeddings", _FLAG, False)
+        query = _QueryParams(scope)
+        level = query.value("consistency", _LEVEL, None)
+        if not query.errors:
+            await self._read_barrier(scope, level)
+        chunks = query.value("include_chunks", _FLAG, False)
+        embeddings = query.value("include_embeddings", _FLAG, False)
+        query.check()
         args = (library_id, document_id, chunks, embeddings)
         if chunks:  # a document may hold 10,000 chunks: a worker thread
             return JSONBody(await run_in_threadpool(self.service.get_document, *args))
@@ -107,38 +113,57 @@ class FastRoutes:
 
     async def query(self, scope: Scope, params: tuple[str, ...], body: bytes) -> Response:
         (library_id,) = params
-        await self._read_barrier(scope, parse_qs(_query_string(scope), keep_blank_values=True))
+        query = _QueryParams(scope)
+        level = query.value("consistency", _LEVEL, None)
+        if not query.errors:
+            await self._read_barrier(scope, level)
         parsed = await _parse(models.QueryRequest, scope, body)
+        query.check()
         service = self.service
         if query_is_small(service.state.library(library_id), parsed):
             return JSONBody(await read_soon(service.query, library_id, parsed))
         return JSONBody(await run_in_threadpool(service.query, library_id, parsed))
 
-
-    async def _read_barrier(self, scope: Scope, query: dict[str, list[str]]) -> None:
-        headers = _headers(scope)
-        chosen = _query_value(query, "consistency", _LEVEL, None)
-        level = chosen or headers.get(b"x-shoal-consistency", b"eventual").decode(errors="replace")
-        wanted = headers.get(b"x-shoal-min-index")
+    async def _read_barrier(self, scope: Scope, chosen: str | None) -> None:
+        given = _header(scope, b"x-shoal-consistency")
+        level = chosen or ("eventual" if given is None else given.decode("latin-1"))
+        wanted = _header(scope, b"x-shoal-min-index")
         await wait_for_consistency(
             self.service.engine, level, None if wanted is None else wanted.decode("latin-1")
         )
 
 
-def _query_value(query: dict[str, list[str]], name: str, kind: TypeAdapter[T], default: T) -> T:
-    """A query parameter checked as the framework checks it (same problem text)."""
-    given = query.get(name)
-    if not given:
-        return default
-    try:
-        return kind.validate_python(given[-1])
-    except ValidationError as exc:
-        errors = [{**e, "loc": ("query", name)} for e in exc.errors()]
-        raise problem_from_errors(errors) from None
+class _QueryParams:
+    """Query parameters checked as the framework checks them. As there, a
+    bad one does not stop the request at once: the body is still read (its
+    problems come first), and every bad parameter is reported together."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.given = parse_qs(_query_string(scope), keep_blank_values=True)
+        self.errors: list[Any] = []
+
+    def value(self, name: str, kind: TypeAdapter[T], default: T) -> T:
+        given = self.given.get(name)
+        if not given:
+            return default
+        try:
+            return kind.validate_python(given[-1])  # the last of a repeated one, as there
+        except ValidationError as exc:
+            self.errors += [{**e, "loc": ("query", name)} for e in exc.errors()]
+            return default
+
+    def check(self) -> None:
+        if self.errors:
+            raise problem_from_errors(self.errors)
 
 
-def _headers(scope: Scope) -> dict[bytes, bytes]:
-    return dict(scope.get("headers") or [])
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    """The first of the request's headers called ``name`` (as Starlette reads them)."""
+    for key, value in scope.get("headers") or ():
+        if key == name:
+            found: bytes = value
+            return found
+    return None
 
 
 def _query_string(scope: Scope) -> str:
@@ -150,7 +175,7 @@ async def _parse(model: type[Model], scope: Scope, raw: bytes) -> Model:
     """As :func:`node.body.json_body` does for the framework's routes."""
     if not raw:
         raise MalformedBody("the body is empty; send a JSON object")
-    if b"json" not in _headers(scope).get(b"content-type", b""):
+    if b"json" not in (_header(scope, b"content-type") or b""):
         raise MalformedBody(
             "the body must be a JSON object sent with Content-Type: application/json"
         )
