@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp
 
 from node import body, raft_endpoint
 from node.embeddings import EmbeddingRegistry, build_registry
@@ -68,13 +69,22 @@ def create_app(
     app.state.questions = Questions(settings)
     for module in (libraries, documents, chunks, query, ask, system, internal):
         app.include_router(module.router)
-    app.add_middleware(
-        NodeMiddleware,
-        node_id=settings.node_id,
-        metrics=metrics,
-        max_body_bytes=settings.max_body_bytes,
-        api_key=settings.api_key,
-        fast_routes={("POST", raft_endpoint.PATH): functools.partial(raft_post, engine)},
-        json_routes=FastRoutes(service),
-    )
+    # Our layer goes outside the framework's own (error handling, telemetry,
+    # body limit): the fast routes skip those, and every answer, a 500 from
+    # the framework's error handler too, passes through it and carries the
+    # node's header. Tests may change these options before the first request.
+    app.state.node_layer = {
+        "node_id": settings.node_id,
+        "metrics": metrics,
+        "max_body_bytes": settings.max_body_bytes,
+        "api_key": settings.api_key,
+        "fast_routes": {("POST", raft_endpoint.PATH): functools.partial(raft_post, engine)},
+        "json_routes": FastRoutes(service),
+    }
+    build_framework = app.build_middleware_stack
+
+    def build_stack() -> ASGIApp:
+        return NodeMiddleware(build_framework(), **app.state.node_layer)
+
+    app.build_middleware_stack = build_stack  # type: ignore[method-assign]
     return app

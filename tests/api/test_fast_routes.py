@@ -32,10 +32,10 @@ INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 def client(tmp_path: Path) -> Iterator[TestClient]:
     app = create_app(Settings(data_dir=tmp_path / "data", node_id="n1"))
     fast = app.build_middleware_stack()
-    for middleware in app.user_middleware:
-        if middleware.cls is NodeMiddleware:
-            middleware.kwargs["json_routes"] = None
+    app.state.node_layer["json_routes"] = None
     framework = app.build_middleware_stack()
+    assert isinstance(fast, NodeMiddleware) and isinstance(framework, NodeMiddleware)
+    assert fast.json_routes is not None and framework.json_routes is None
 
     async def either(scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers") or [])
@@ -153,6 +153,23 @@ def test_a_follower_redirects_a_write_the_same_way(
         assert fast.status_code == 307
         same(fast, framework, exact=True)
     assert fast.headers["location"] == "http://127.0.0.1:7702/libraries/a%3Fb%23c/documents?x=1&y=%20"
+
+
+def test_an_unexpected_error_is_the_same_problem_both_ways(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug answers 500 with the node's header either way (the node's layer
+    sits outside the framework's error handler)."""
+    client._transport.raise_server_exceptions = False  # type: ignore[attr-defined]
+    library = client.post("/libraries", json={"name": "e"}).json()["id"]
+
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(client.app.state.service, "get_document", broken)  # type: ignore[attr-defined]
+    fast, framework = both(client, "GET", f"/libraries/{library}/documents/d1")
+    assert fast.status_code == 500 and fast.headers["x-shoal-node"] == "n1"
+    same(fast, framework, exact=True)
 
 
 def test_a_metric_names_the_route_not_the_library(client: TestClient) -> None:
