@@ -121,6 +121,9 @@ class HnswIndex:
 
     def _aux_for(self, vectors: FloatArray) -> FloatArray:
         sq: FloatArray = np.einsum("ij,ij->i", vectors, vectors).astype(np.float32)
+        return self._aux_from_squares(sq)
+
+    def _aux_from_squares(self, sq: FloatArray) -> FloatArray:
         if self.metric is Metric.COSINE:
             return inverse_norms(sq)
         if self.metric is Metric.L2:
@@ -153,7 +156,7 @@ class HnswIndex:
             self.repair()
         self.store.put(ids, vectors)
         self._reserve(self.store.capacity)
-        self.aux[ids] = self._aux_for(vectors)
+        self.aux[ids] = self._aux_from_squares(self.store.sqnorm_buffer()[ids])
         levels = self._draw_levels(len(ids))
         high = levels > 0
         offsets = np.zeros(len(ids), dtype=np.int64)
@@ -380,6 +383,9 @@ class HnswIndex:
         self.aux = np.zeros(size, dtype=np.float32)
         self._reserve(self.store.capacity)
         in_graph = np.flatnonzero((self.levels >= 0) & ~self.deleted)
-        self.aux[in_graph] = self._aux_for(self.store.get(in_graph))
+        # The store computed these squares from the same rows as add() did,
+        # so the restored aux is bit for bit the saved index's, without
+        # copying every vector out of the store.
+        self.aux[in_graph] = self._aux_from_squares(self.store.sqnorm_buffer()[in_graph])
         for key in ("entry", "max_level", "inserted", "upper_used", "tombstones", "nodes"):
             setattr(self, key, int(state[key]))

@@ -191,6 +191,9 @@ class Library:
         if self.store is None:
             self.open_index(batch.dim)
         assert self.store is not None
+        # The allocator was restored first: every row the snapshot holds is
+        # below next_row, so one allocation replaces a doubling per batch.
+        self.store.reserve(self.rows.next_row)
         self.store.put(rows, batch.matrix())
         self._record_chunks(document, batch, rows, updated_at)
 
