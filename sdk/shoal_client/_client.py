@@ -19,7 +19,8 @@ from shoal_client._wire import decode
 
 
 class Client:
-    """A Shoal client for one or several node URLs (any node of the cluster).
+    """A Shoal client for one or several node URLs (any node of the cluster):
+    a list, or one string with commas between them (as in ``SHOAL_URL``).
 
     It finds the leader for writes, follows redirects, spreads reads over the
     followers, retries across a failover with one Idempotency-Key per write,

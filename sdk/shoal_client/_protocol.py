@@ -87,8 +87,9 @@ class ClusterState:
     def from_urls(
         cls, urls: str | list[str], api_key: str | None, max_attempts: int
     ) -> ClusterState:
-        given = [urls] if isinstance(urls, str) else list(urls)
-        nodes = [url.rstrip("/") for url in given if url]
+        # A string may list several, comma separated, as SHOAL_URL does.
+        given = urls.split(",") if isinstance(urls, str) else list(urls)
+        nodes = [url.strip().rstrip("/") for url in given if url.strip()]
         if not nodes:
             raise ValueError("give at least one node URL")
         return cls(given=nodes, api_key=api_key, max_attempts=max_attempts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from shoal_client import NoLeader, NotFound, OutcomeUnknown
 from shoal_client._protocol import Call, ClusterState
 
@@ -26,6 +27,13 @@ def test_urls_the_user_gave_win_over_advertised_ones() -> None:
                                     {"location": "http://n1:7700/libraries"},
                                     {"leader_id": "n1"})  # fmt: skip
     assert not decision.done and state.leader == "http://localhost:7701"
+
+
+def test_one_string_may_list_several_urls_as_shoal_url_does() -> None:
+    state = ClusterState.from_urls(" http://a:1/, http://b:2 ,", None, 5)
+    assert state.nodes == ["http://a:1", "http://b:2"]
+    with pytest.raises(ValueError, match="at least one node URL"):
+        ClusterState.from_urls(" , ", None, 5)
 
 
 def test_writes_keep_one_key_and_reads_carry_the_last_index() -> None:
