@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -24,6 +25,9 @@ def add_parsers(commands: Any) -> None:
     default_url = os.environ.get("SHOAL_URL", "http://127.0.0.1:7700")
     status = commands.add_parser("status", help="a table of the cluster's nodes")
     status.add_argument("--url", default=default_url, help="node URLs, comma separated")
+    status.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="wait up to this long for a leader and every node ready "
+                        "(a cluster that was just started)")  # fmt: skip
 
     load = commands.add_parser("import", help="add documents from JSONL or a folder of text")
     load.add_argument("path", help="a .jsonl file (one document per line) or a folder")
@@ -53,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with client_from_args(args) as client:
             if args.command == "status":
-                return status(client, sys.stdout)
+                return status(client, sys.stdout, args.wait, len(_urls(args)))
             if args.command == "import":
                 return import_documents(client, args.library, Path(args.path),
                                         args.concurrency, args.batch, sys.stderr)  # fmt: skip
@@ -64,12 +68,22 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def status(client: Client, out: TextIO) -> int:
-    nodes = sorted(client.cluster_status(), key=lambda node: node.node_id)
+def status(client: Client, out: TextIO, wait: float = 0.0, expected: int = 1) -> int:
+    """The table of nodes; with ``wait``, first wait (bounded) until a leader
+    is known and at least ``expected`` nodes answer ready."""
+    deadline = time.monotonic() + wait
+    while True:
+        nodes = sorted(client.cluster_status(), key=lambda node: node.node_id)
+        leader = next((node for node in nodes if node.role == "leader"), None)
+        settled = leader is not None and len(nodes) >= expected and all(
+            node.ready for node in nodes
+        )
+        if settled or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
     if not nodes:
         print("no node answered", file=out)  # noqa: T201
         return 1
-    leader = next((node for node in nodes if node.role == "leader"), None)
     lag = {peer.id: peer.lag for peer in leader.peers} if leader else {}
     rows = [("NODE", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG", "READY", "URL")]
     for node in nodes:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster_harness import ClusterProcesses
-from tests.harness import REPO
+from tests.harness import REPO, NodeProcess
 
 pytestmark = pytest.mark.cluster
 
@@ -57,3 +57,14 @@ def test_status_import_query(make_cluster: Callable[..., ClusterProcesses], tmp_
     bad.write_text('{"title": "no text"}\n')
     refused = shoal("import", str(bad), "--library", library.id, "--url", urls)
     assert refused.returncode == 1 and "needs 'text' or 'chunks'" in refused.stderr
+
+
+def test_status_waits_for_a_starting_node(start_node: Callable[..., NodeProcess]) -> None:
+    node = start_node(wait=False)
+    table = shoal("status", "--url", node.url, "--wait", "60")
+    assert table.returncode == 0, table.stdout + table.stderr
+    (row,) = table.stdout.splitlines()[1:]
+    assert row.split()[1] == "leader" and row.split()[6] == "yes"
+    # nothing listening: it waits as long as it was told, then says so
+    gone = shoal("status", "--url", "http://127.0.0.1:9", "--wait", "1")
+    assert gone.returncode == 1 and "no node answered" in gone.stdout
