@@ -68,6 +68,10 @@ class NamespaceCluster(ClusterProcesses):
         _run("ip", "link", "add", self.bridge, "type", "bridge")
         _run("ip", "addr", "add", f"{BRIDGE_ADDRESS}/24", "dev", self.bridge)
         _run("ip", "link", "set", self.bridge, "up")
+        # Frames crossing a bridge pass the host's FORWARD chain when
+        # br_netfilter is loaded, and a Docker engine sets that chain's policy
+        # to DROP: let this bridge's own traffic through whatever else is there.
+        _run("iptables", *self._forward_rule("-I"))
         for node_id, address in self.addresses.items():
             namespace, outside = self.namespace(node_id), f"{self.tag}-{node_id}-o"
             _run("ip", "netns", "add", namespace)
@@ -92,6 +96,11 @@ class NamespaceCluster(ClusterProcesses):
                 _run("ip", "netns", "del", self.namespace(node_id))
         with contextlib.suppress(subprocess.CalledProcessError):
             _run("ip", "link", "del", self.bridge)
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _run("iptables", *self._forward_rule("-D"))
+
+    def _forward_rule(self, action: str) -> list[str]:
+        return [action, "FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"]
 
     # -------------------------------------------------------------- faults
     def _filter(self, node_id: str, *rule: str) -> None:
