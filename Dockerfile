@@ -1,12 +1,16 @@
 # syntax=docker/dockerfile:1
 # Shoal node (and worker) image: docker build -t shoal .
+#   (no registry? bash deploy/build-offline-images.sh builds it FROM a base
+#    made from Debian's packages: --build-arg BASE_IMAGE=shoal-base:local)
 #   docker run -p 7700:7700 -v shoal-data:/data shoal            one node
 #   docker run shoal worker                                      the question worker
 # The build is the one tests/deploy/test_image_build.py repeats on every CI run:
 # pip builds this project's wheel from its own pyproject.toml (no dev extra),
 # installs it, and `shoal serve` from that install answers the HEALTHCHECK.
 
-FROM python:3.11-slim AS build
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY node ./node
@@ -18,7 +22,7 @@ COPY temporal ./temporal
 COPY sdk ./sdk
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 RUN groupadd --system --gid 10001 shoal \
     && useradd --system --uid 10001 --gid shoal --create-home --home-dir /home/shoal shoal \
     && mkdir -p /data && chown shoal:shoal /data

@@ -101,7 +101,8 @@ class RegisterWorkload:
                 key = rng.choice(self.keys)
                 url = self.cluster.nodes[target].url
                 if rng.random() < 0.6:
-                    value = f"c{client}-{n}"
+                    # unique across drills: the value is also the Idempotency-Key
+                    value = f"s{self.seed}c{client}-{n}"
                     n += 1
                     target = self._write(http, url, key, value, target, nodes, rng)
                 else:
@@ -191,12 +192,12 @@ class LeaderMonitor:
         return found
 
 
-def make_registers(cluster: ClusterProcesses, count: int) -> list[str]:
+def make_registers(cluster: ClusterProcesses, count: int, prefix: str = "register") -> list[str]:
     leader = cluster.leader()
     keys = []
     with cluster.client(leader) as api:
         for n in range(count):
-            response = api.post("/libraries", json={"name": f"register-{n}"})
+            response = api.post("/libraries", json={"name": f"{prefix}-{n}"})
             assert response.status_code == 201, response.text
             keys.append(str(response.json()["id"]))
     return keys

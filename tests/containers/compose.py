@@ -1,0 +1,211 @@
+"""The compose cluster on a real Docker engine, driven as the drills drive processes.
+
+``DockerEngine`` starts dockerd when none answers and stops only what it
+started. ``ComposeCluster`` runs ``docker-compose.cluster.yml`` with the
+offline override under a project of its own, and offers the interface of
+``tests.cluster_harness.ClusterProcesses`` that the register workload, the
+leader monitor and ``verify`` use, with faults made by Docker itself: kill,
+pause (the cgroup freezer), and disconnection from the compose network.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.harness import REPO
+
+COMPOSE_FILES = ("docker-compose.cluster.yml", "deploy/compose.offline.yml")
+NODE_PORTS = {"n1": 7701, "n2": 7702, "n3": 7703}
+
+
+def unavailable() -> str | None:
+    """Why the container drills cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "the container drills start dockerd and build images: run as root"
+    for tool in ("dockerd", "docker", "docker-compose", "debootstrap"):
+        if shutil.which(tool) is None:
+            return f"{tool} is missing (bash deploy/install-test-tools.sh installs it)"
+    return None
+
+
+def run(*args: str, timeout: float = 120.0, check: bool = True,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    return subprocess.run(list(args), cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, check=check, env=env)  # fmt: skip
+
+
+class DockerEngine:
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def answers(self) -> bool:
+        return run("docker", "info", timeout=20, check=False).returncode == 0
+
+    def start(self, timeout: float = 60.0) -> DockerEngine:
+        if self.answers():
+            return self
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(["dockerd"], stdout=out, stderr=out)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dockerd exited with {self.process.returncode}")
+            if self.answers():
+                return self
+            time.sleep(0.5)
+        raise TimeoutError(f"dockerd did not answer within {timeout}s")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@dataclass
+class ContainerNode:
+    node_id: str
+    url: str
+
+
+class ComposeCluster:
+    """Three node containers, Temporal and the worker, under ``project``."""
+
+    def __init__(self, project: str, secret: str) -> None:
+        self.project = project
+        self.env = {**os.environ, "SHOAL_CLUSTER_SECRET": secret, "COMPOSE_PROJECT_NAME": project}
+        self.nodes = {n: ContainerNode(n, f"http://127.0.0.1:{p}") for n, p in NODE_PORTS.items()}
+        self.urls = ",".join(node.url for node in self.nodes.values())
+        self.network = f"{project}_default"
+        self._stopped: set[str] = set()  # killed or stopped: not running
+        self._paused: set[str] = set()
+        self._cut: set[str] = set()
+
+    # ------------------------------------------------------------ compose
+    def compose(self, *args: str, timeout: float = 180.0,
+                check: bool = True) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        files = [word for name in COMPOSE_FILES for word in ("-f", name)]
+        return run("docker-compose", "-p", self.project, *files, *args,
+                   timeout=timeout, check=check, env=self.env)  # fmt: skip
+
+    def up(self, timeout: float = 120.0) -> ComposeCluster:
+        self.compose("up", "-d", "--no-build")
+        self._stopped.clear()
+        self.leader(timeout=timeout)
+        return self
+
+    def down(self, volumes: bool = False) -> None:
+        self.compose("down", *(["--volumes"] if volumes else []), check=False)
+        self._stopped = set(self.nodes)
+
+    def container(self, service: str) -> str:
+        found = self.compose("ps", "-q", service).stdout.split()
+        assert len(found) == 1, f"{service}: containers {found}"
+        return found[0]
+
+    def inspect(self, service: str) -> dict[str, Any]:
+        import json
+
+        (view,) = json.loads(run("docker", "inspect", self.container(service)).stdout)
+        return dict(view)
+
+    # -------------------------------------------------------------- faults
+    def kill(self, node_id: str) -> None:
+        run("docker", "kill", self.container(node_id))
+        self._stopped.add(node_id)
+
+    def restart(self, node_id: str, wait: bool = False) -> None:
+        run("docker", "start", self.container(node_id))
+        self._stopped.discard(node_id)
+        if wait:
+            self.wait_ready(node_id)
+
+    def pause(self, node_id: str) -> None:
+        run("docker", "pause", self.container(node_id))
+        self._paused.add(node_id)
+
+    def resume(self, node_id: str) -> None:
+        run("docker", "unpause", self.container(node_id))
+        self._paused.discard(node_id)
+
+    def disconnect(self, node_id: str) -> None:
+        run("docker", "network", "disconnect", self.network, self.container(node_id))
+        self._cut.add(node_id)
+
+    def reconnect(self, node_id: str) -> None:
+        # The service name is an alias compose gave on creation; a plain
+        # connect would leave the other nodes unable to resolve it.
+        run("docker", "network", "connect", "--alias", node_id, self.network,
+            self.container(node_id))  # fmt: skip
+        self._cut.discard(node_id)
+
+    def heal(self, timeout: float = 30.0) -> None:  # noqa: ARG002 - the harness's signature
+        for node_id in list(self._paused):
+            self.resume(node_id)
+        for node_id in list(self._cut):
+            self.reconnect(node_id)
+
+    def running(self) -> list[str]:
+        return [n for n in self.nodes if n not in self._stopped]
+
+    # --------------------------------------------------------------- views
+    def status(self, node_id: str) -> dict[str, Any] | None:
+        try:
+            response = httpx.get(self.nodes[node_id].url + "/cluster", timeout=5)
+        except httpx.HTTPError:
+            return None
+        return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
+
+    def wait_ready(self, node_id: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.nodes[node_id].url + "/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"{node_id} was not ready within {timeout}s")
+
+    def leader(self, timeout: float = 20.0, exclude: tuple[str, ...] = ()) -> str:
+        """The node that leads, once the running nodes agree on one."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            views = {n: self.status(n) for n in self.running() if n not in exclude}
+            leaders = {v["leader_id"] for v in views.values() if v}
+            roles = [n for n, v in views.items() if v and v["role"] == "leader"]
+            if len(roles) == 1 and leaders == {roles[0]}:
+                return roles[0]
+            time.sleep(0.1)
+        raise TimeoutError(f"no agreed leader within {timeout}s")
+
+    def client(self, node_id: str) -> httpx.Client:
+        return httpx.Client(base_url=self.nodes[node_id].url, timeout=30)
+
+    def converged(self, timeout: float = 30.0) -> str:
+        """Every running node applied the same index with the same digest."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            views = {n: self.status(n) for n in self.running()}
+            last = {n: (v["applied_index"], v["commit_index"], v["state_digest"]) if v else None
+                    for n, v in views.items()}  # fmt: skip
+            values = set(last.values())
+            if None not in values and len(values) == 1:
+                return str(next(iter(values))[2])  # type: ignore[index]
+            time.sleep(0.2)
+        raise AssertionError(f"nodes did not converge: {last}")

@@ -1,0 +1,211 @@
+"""The compose cluster on a real Docker engine, with images built here and nothing pulled.
+
+The package's fixture makes the images from Debian's packages and starts the
+stack by running the README's compose block (its offline variant). Then the
+failover drills of tests/cluster run on containers: a register workload with
+the history checker, an SDK writer whose acknowledged documents must all be
+there afterwards, at most one leader per term, and equal digests once every
+container is back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.cluster.register_workload import LeaderMonitor, RegisterWorkload, make_registers, verify
+from tests.containers.compose import ComposeCluster, run
+from tests.containers.conftest import Stack
+
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(1500)]
+RECOVERY_BOUND = 15.0  # seconds from the fault to the next acknowledged write
+LOCAL_IMAGES = {"shoal:local", "shoal-temporal:local"}
+
+
+class SdkWriter:
+    """Adds one-chunk documents through the SDK (all three URLs, as a user
+    on the host gives them); remembers every document it was told is stored."""
+
+    def __init__(self, urls: str, library_name: str) -> None:
+        from shoal_client import Client
+
+        self.client = Client(urls, timeout=5.0)
+        self.library = self.client.create_library(library_name, dimension=3).id
+        self.acknowledged: set[str] = set()
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> SdkWriter:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        from shoal_client import ShoalError
+
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            try:
+                document = self.client.add_document(
+                    self.library, chunks=[{"text": f"w{n}", "embedding": [1.0, n % 7, 0.5]}]
+                )
+            except (ShoalError, OSError):
+                self.failures += 1  # the SDK gave up on this one: not acknowledged
+                time.sleep(0.2)
+                continue
+            self.acknowledged.add(document.id)
+
+    def stop_and_check(self) -> int:
+        self._stop.set()
+        self._thread.join(60)
+        present = {document.id for document in self.client.list_documents(self.library)}
+        lost = self.acknowledged - present
+        assert not lost, f"{len(lost)} acknowledged documents are gone: {sorted(lost)[:5]}"
+        self.client.close()
+        return len(self.acknowledged)
+
+
+def run_drill(cluster: ComposeCluster, fault: Callable[[], float], seed: int) -> dict[str, object]:
+    keys = make_registers(cluster, 3, prefix=f"register-{seed}")  # type: ignore[arg-type]
+    monitor = LeaderMonitor(cluster).start()  # type: ignore[arg-type]
+    workload = RegisterWorkload(cluster, keys, clients=3, seed=seed).start()  # type: ignore[arg-type]
+    writer = SdkWriter(cluster.urls, f"sdk-writes-{seed}").start()
+    try:
+        time.sleep(2.0)
+        faulted_at = fault()
+        deadline = faulted_at + RECOVERY_BOUND
+        while workload.first_ok_write_after(faulted_at) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        recovered = workload.first_ok_write_after(faulted_at)
+        assert recovered is not None, f"no write was acknowledged within {RECOVERY_BOUND}s"
+        time.sleep(2.0)  # writes keep flowing under the new leader
+    finally:
+        ops = workload.stop()
+        cluster.heal()
+        for node_id in cluster.nodes:
+            if node_id not in cluster.running():
+                cluster.restart(node_id, wait=True)
+    documents = writer.stop_and_check()
+    result = verify(cluster, ops, keys, monitor)  # type: ignore[arg-type]
+    monitor.stop()
+    assert documents > 10 and result["counts"].get("write-ok", 0) > 10  # type: ignore[union-attr]
+    result["recovery_seconds"] = recovered - faulted_at
+    return result
+
+
+def test_the_readme_block_started_the_stack_and_answered_a_question(stack: Stack) -> None:
+    out = stack.quickstart_output
+    imported = re.search(r"\] (\d+)/(\d+) documents", out)
+    assert imported and imported[1] == imported[2] and int(imported[1]) > 3, out
+    assert " leader " in out, out  # `shoal status --wait`
+    assert "sources (retrieved from n" in out, out  # `shoal ask`, through the worker and Temporal
+    cluster = stack.cluster
+    assert cluster.converged(timeout=60)
+
+
+def test_ports_and_networks_stay_local_and_no_image_was_pulled(stack: Stack) -> None:
+    cluster = stack.cluster
+    for service in (*cluster.nodes, "temporal", "worker"):
+        view = cluster.inspect(service)
+        assert view["Config"]["Image"] in LOCAL_IMAGES, (service, view["Config"]["Image"])
+        assert set(view["NetworkSettings"]["Networks"]) == {cluster.network}, service
+        for bindings in (view["NetworkSettings"]["Ports"] or {}).values():
+            for binding in bindings or []:
+                assert binding["HostIp"] == "127.0.0.1", (service, binding)
+    started = json.loads(cluster.compose("config", "--format", "json", check=False).stdout or "{}")
+    if started:  # Compose v2 can print JSON; 1.29 cannot, and the loop above covered it
+        for name, service in started["services"].items():
+            if "profiles" not in service:
+                assert service["image"] in LOCAL_IMAGES, name
+
+
+def test_leader_container_killed_under_load(stack: Stack) -> None:
+    cluster = stack.cluster
+
+    def fault() -> float:
+        leader = cluster.leader()
+        moment = time.monotonic()
+        cluster.kill(leader)
+        return moment
+
+    run_drill(cluster, fault, seed=21)
+
+
+def test_leader_container_paused_for_ten_seconds(stack: Stack) -> None:
+    cluster = stack.cluster
+    paused: list[str] = []
+
+    def fault() -> float:
+        leader = cluster.leader()
+        moment = time.monotonic()
+        cluster.pause(leader)
+        paused.append(leader)
+        time.sleep(10.0)
+        cluster.resume(leader)
+        return moment
+
+    run_drill(cluster, fault, seed=22)
+    view = cluster.status(paused[0])
+    assert view is not None and view["role"] == "follower"
+
+
+def test_leader_disconnected_from_the_compose_network(stack: Stack) -> None:
+    cluster = stack.cluster
+
+    def fault() -> float:
+        leader = cluster.leader()
+        moment = time.monotonic()
+        cluster.disconnect(leader)
+        time.sleep(6.0)
+        cluster.leader(timeout=20, exclude=(leader,))  # the other two elected one
+        cluster.reconnect(leader)
+        return moment
+
+    run_drill(cluster, fault, seed=23)
+
+
+def test_docker_stop_is_a_clean_exit_and_a_crashed_node_is_restarted_by_docker(
+    stack: Stack,
+) -> None:
+    cluster = stack.cluster
+    follower = next(n for n in cluster.nodes if n != cluster.leader())
+    started = time.monotonic()
+    run("docker", "stop", "--time", "20", cluster.container(follower), timeout=60)
+    took = time.monotonic() - started
+    state = cluster.inspect(follower)["State"]
+    assert state["ExitCode"] == 0 and took < 15, (state, took)
+    cluster.restart(follower, wait=True)
+    # A crash (SIGKILL from the host): the restart policy brings it back.
+    crashed = next(n for n in cluster.nodes if n != cluster.leader())
+    before = cluster.inspect(crashed)["RestartCount"]
+    os.kill(int(cluster.inspect(crashed)["State"]["Pid"]), signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while cluster.inspect(crashed)["RestartCount"] == before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert cluster.inspect(crashed)["RestartCount"] > before, "Docker did not restart the node"
+    cluster.wait_ready(crashed)
+    cluster.converged(timeout=60)
+
+
+def test_down_and_up_brings_every_write_back(stack: Stack) -> None:
+    cluster = stack.cluster
+    from shoal_client import Client
+
+    with Client(cluster.urls) as client:
+        library = client.create_library("kept", dimension=2).id
+        for n in range(20):
+            client.add_document(library, chunks=[{"text": f"k{n}", "embedding": [1.0, n]}])
+    digest = cluster.converged(timeout=60)
+    cluster.down()
+    cluster.up()
+    assert cluster.converged(timeout=60) == digest
+    with Client(cluster.urls) as client:
+        assert client.get_library(library).document_count == 20
