@@ -109,8 +109,22 @@ class ComposeCluster:
         return self
 
     def down(self, volumes: bool = False) -> None:
-        self.compose("down", *(["--volumes"] if volumes else []), check=False)
+        self.compose("down", *(["--volumes"] if volumes else []))
         self._stopped = set(self.nodes)
+
+    def remove_everything(self) -> None:
+        """After the tests, whatever state they left: every container,
+        volume and network labelled with this project goes."""
+        done = self.compose("down", "--volumes", "--timeout", "20", check=False)
+        if done.returncode == 0:
+            return
+        label = f"label=com.docker.compose.project={self.project}"
+        for kind, listing in (("container", ["ps", "-aq"]), ("volume", ["volume", "ls", "-q"]),
+                              ("network", ["network", "ls", "-q"])):  # fmt: skip
+            found = run("docker", *listing, "--filter", label, check=False).stdout.split()
+            if found:
+                remove = ["rm", "-f"] if kind == "container" else [kind, "rm"]
+                run("docker", *remove, *found, check=False)
 
     def container(self, service: str) -> str:
         found = self.compose("ps", "-q", service).stdout.split()

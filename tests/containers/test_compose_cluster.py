@@ -127,6 +127,19 @@ def test_ports_and_networks_stay_local_and_no_image_was_pulled(stack: Stack) -> 
                 assert service["image"] in LOCAL_IMAGES, name
 
 
+def test_healthchecks_pass_with_what_the_images_really_have(stack: Stack) -> None:
+    cluster = stack.cluster
+    deadline = time.monotonic() + 90
+    health: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        health = {service: cluster.inspect(service)["State"].get("Health", {}).get("Status", "none")
+                  for service in (*cluster.nodes, "temporal")}  # fmt: skip
+        if set(health.values()) == {"healthy"} or "unhealthy" in health.values():
+            break
+        time.sleep(1.0)
+    assert set(health.values()) == {"healthy"}, health
+
+
 def test_leader_container_killed_under_load(stack: Stack) -> None:
     cluster = stack.cluster
 
@@ -204,6 +217,13 @@ def test_down_and_up_brings_every_write_back(stack: Stack) -> None:
         for n in range(20):
             client.add_document(library, chunks=[{"text": f"k{n}", "embedding": [1.0, n]}])
     digest = cluster.converged(timeout=60)
+    # every container stops on SIGTERM, cleanly and well inside the timeout
+    started = time.monotonic()
+    cluster.compose("stop", "--timeout", "20")
+    took = time.monotonic() - started
+    codes = {service: cluster.inspect(service)["State"]["ExitCode"]
+             for service in (*cluster.nodes, "temporal", "worker")}  # fmt: skip
+    assert set(codes.values()) == {0} and took < 20, (codes, took)
     cluster.down()
     cluster.up()
     assert cluster.converged(timeout=60) == digest
