@@ -51,7 +51,7 @@ class Writer:
 
     def __init__(self, cluster: ClusterProcesses, library_id: str) -> None:
         self.cluster, self.library_id = cluster, library_id
-        self.acks: list[tuple[float, float]] = []  # (invoked, completed)
+        self.acks: list[tuple[float, float, str]] = []  # (invoked, completed, node)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -64,9 +64,11 @@ class Writer:
         self._stop.set()
         self._thread.join(30)
 
-    def first_ack_after(self, moment: float) -> float | None:
+    def first_ack_after(self, moment: float, not_by: str | None = None) -> float | None:
+        """When the first write invoked at or after ``moment`` was acknowledged
+        (by a node other than ``not_by``, when given)."""
         with self._lock:
-            done = [end for start, end in self.acks if start >= moment]
+            done = [end for start, end, node in self.acks if start >= moment and node != not_by]
         return min(done) if done else None
 
     def _run(self) -> None:
@@ -85,7 +87,7 @@ class Writer:
             n += 1
             if response.status_code == 200:
                 with self._lock:
-                    self.acks.append((started, time.monotonic()))
+                    self.acks.append((started, time.monotonic(), target))
             elif response.status_code == 307:
                 target = response.json().get("leader_id") or target
             else:

@@ -94,6 +94,7 @@ class ComposeCluster:
         self._stopped: set[str] = set()  # killed or stopped: not running
         self._paused: set[str] = set()
         self._cut: set[str] = set()
+        self._ids: dict[str, str] = {}
 
     # ------------------------------------------------------------ compose
     def compose(self, *args: str, timeout: float = 180.0,
@@ -104,12 +105,14 @@ class ComposeCluster:
 
     def up(self, timeout: float = 120.0) -> ComposeCluster:
         self.compose("up", "-d", "--no-build")
+        self._ids.clear()
         self._stopped.clear()
         self.leader(timeout=timeout)
         return self
 
     def down(self, volumes: bool = False) -> None:
         self.compose("down", *(["--volumes"] if volumes else []))
+        self._ids.clear()
         self._stopped = set(self.nodes)
 
     def remove_everything(self) -> None:
@@ -127,9 +130,13 @@ class ComposeCluster:
                 run("docker", *remove, *found, check=False)
 
     def container(self, service: str) -> str:
-        found = self.compose("ps", "-q", service).stdout.split()
-        assert len(found) == 1, f"{service}: containers {found}"
-        return found[0]
+        """The service's container id (kept: kill, start, pause and network
+        changes keep the container; only up and down make new ones)."""
+        if service not in self._ids:
+            found = self.compose("ps", "-q", service).stdout.split()
+            assert len(found) == 1, f"{service}: containers {found}"
+            self._ids[service] = found[0]
+        return self._ids[service]
 
     def inspect(self, service: str) -> dict[str, Any]:
         import json
