@@ -39,31 +39,54 @@ def unavailable() -> str | None:
 
 def run(*args: str, timeout: float = 120.0, check: bool = True,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    return subprocess.run(list(args), cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, check=check, env=env)  # fmt: skip
+    """Run a command in a session of its own; on a timeout the whole group
+    goes (a script's docker build or compose with it, not just the shell)."""
+    process = subprocess.Popen(list(args), cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)  # fmt: skip
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    done = subprocess.CompletedProcess(list(args), process.returncode, out, err)
+    if check:
+        done.check_returncode()
+    return done
 
 
 class DockerEngine:
+    """The Docker engine the drills use. One that already runs is used and
+    left alone; one started here is stopped afterwards, and the host's
+    firewall rules, which dockerd rewrites (FORWARD's policy becomes DROP),
+    are put back as they were."""
+
     def __init__(self, log: Path) -> None:
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
+        self.started_at = ""
+        self._firewall: str | None = None
 
     def answers(self) -> bool:
         return run("docker", "info", timeout=20, check=False).returncode == 0
 
     def start(self, timeout: float = 60.0) -> DockerEngine:
-        if self.answers():
-            return self
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(["dockerd"], stdout=out, stderr=out)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"dockerd exited with {self.process.returncode}")
-            if self.answers():
-                return self
-            time.sleep(0.5)
-        raise TimeoutError(f"dockerd did not answer within {timeout}s")
+        if not self.answers():
+            saved = run("iptables-save", check=False)
+            self._firewall = saved.stdout if saved.returncode == 0 else None
+            with open(self.log, "ab") as out:
+                self.process = subprocess.Popen(["dockerd"], stdout=out, stderr=out)
+            deadline = time.monotonic() + timeout
+            while not self.answers():
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"dockerd exited with {self.process.returncode}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"dockerd did not answer within {timeout}s")
+                time.sleep(0.5)
+        clock = run("docker", "system", "info", "--format", "{{.SystemTime}}")
+        self.started_at = clock.stdout.strip()
+        return self
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -74,6 +97,10 @@ class DockerEngine:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)
+        if self._firewall is not None:
+            subprocess.run(["iptables-restore"], input=self._firewall, text=True,
+                           capture_output=True, timeout=30, check=False)  # fmt: skip
+        run("ip", "link", "del", "docker0", check=False)
 
 
 @dataclass
