@@ -103,6 +103,33 @@ class DockerEngine:
         run("ip", "link", "del", "docker0", check=False)
 
 
+class EgressCounter:
+    """Counts packets that leave any compose network (a ``br-*`` bridge) for
+    an interface that is not one: traffic to outside the host. DNS questions
+    the engine's resolver forwards to the host's are let through uncounted.
+    Rules in DOCKER-USER, the chain docker leaves to its users."""
+
+    RULES = (
+        ["-i", "br-+", "!", "-o", "br-+", "-p", "udp", "--dport", "53", "-j", "RETURN"],
+        ["-i", "br-+", "!", "-o", "br-+", "-m", "comment", "--comment", "shoal-egress",
+         "-j", "RETURN"],
+    )  # fmt: skip
+
+    def install(self) -> EgressCounter:
+        for position, rule in enumerate(self.RULES, start=1):
+            run("iptables", "-I", "DOCKER-USER", str(position), *rule)
+        return self
+
+    def packets(self) -> int:
+        listing = run("iptables", "-L", "DOCKER-USER", "-v", "-n", "-x").stdout
+        (line,) = [line for line in listing.splitlines() if "shoal-egress" in line]
+        return int(line.split()[0])
+
+    def remove(self) -> None:
+        for rule in self.RULES:
+            run("iptables", "-D", "DOCKER-USER", *rule, check=False)
+
+
 @dataclass
 class ContainerNode:
     node_id: str

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.containers.compose import NODE_PORTS, ComposeCluster, DockerEngine, run, unavailable
+from tests.containers.compose import (
+    NODE_PORTS,
+    ComposeCluster,
+    DockerEngine,
+    EgressCounter,
+    run,
+    unavailable,
+)
 from tests.harness import REPO
 
 QUICKSTART = "<!-- compose-quickstart -->"
@@ -44,6 +51,7 @@ class Stack:
     cluster: ComposeCluster
     quickstart_output: str
     engine_since: str  # docker's clock, when the fixture began (for `docker events`)
+    egress: EgressCounter
 
 
 @pytest.fixture(scope="package")
@@ -56,8 +64,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # compose refuses to run without a secret, even to take a stack down: this
     # one serves until the README's block says which secret it chose
     cluster = ComposeCluster(project, secret="until-the-readme-block-sets-one")
+    egress = EgressCounter()
     try:
         engine.start()
+        egress.install()
         script = offline_script(readme_block(QUICKSTART), readme_block(OFFLINE), project)
         done = run("bash", "-c", script, timeout=1200, check=False)
         secret = next((line.split("=", 1)[1] for line in done.stdout.splitlines()
@@ -68,12 +78,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             f"the README's compose block failed ({done.returncode}):\n"
             f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
         )
-        yield Stack(cluster, done.stdout + done.stderr, engine.started_at)
+        yield Stack(cluster, done.stdout + done.stderr, engine.started_at, egress)
     finally:
         if engine.answers():
             logs = cluster.compose("logs", "--no-color", "--tail", "60", check=False, timeout=60)
             (tmp_path_factory.getbasetemp() / f"{project}.log").write_text(logs.stdout)
             cluster.remove_everything()
+            egress.remove()
         engine.stop()
 
 

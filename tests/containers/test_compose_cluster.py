@@ -238,3 +238,10 @@ def test_down_and_up_brings_every_write_back(stack: Stack) -> None:
     assert cluster.converged(timeout=60) == digest
     with Client(cluster.urls) as client:
         assert client.get_library(library).document_count == 20
+
+
+def test_nothing_but_name_lookups_left_for_outside_the_host(stack: Stack) -> None:
+    """Last: everything above ran with the counter in place. The Temporal dev
+    server's start asks the host's resolver two DNS questions; nothing else
+    may leave a compose network for anywhere but another container."""
+    assert stack.egress.packets() == 0, "packets left the compose network for outside the host"
