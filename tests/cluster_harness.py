@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,56 @@ SECRET = "test-cluster-secret"
 SECRET_HEADER = {"X-Shoal-Cluster-Secret": SECRET}
 
 
-class ClusterProcesses:
+class ClusterViews:
+    """What every node says of the cluster (``/cluster``), and the agreements
+    drills wait for. Needs ``nodes`` (id -> something with ``url``) and
+    ``running()``; shared by the process and the container clusters."""
+
+    nodes: Mapping[str, Any]
+
+    def running(self) -> list[str]:
+        raise NotImplementedError
+
+    def status(self, node_id: str) -> dict[str, Any] | None:
+        try:
+            response = httpx.get(self.nodes[node_id].url + "/cluster", timeout=5)
+        except httpx.HTTPError:
+            return None
+        return response.json() if response.status_code == 200 else None
+
+    def leader(self, timeout: float = 20.0, exclude: tuple[str, ...] = ()) -> str:
+        """The node that leads, once the running nodes agree on one."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            views = {n: self.status(n) for n in self.running() if n not in exclude}
+            leaders = {v["leader_id"] for v in views.values() if v}
+            roles = [n for n, v in views.items() if v and v["role"] == "leader"]
+            if len(roles) == 1 and leaders == {roles[0]}:
+                return roles[0]
+            time.sleep(0.05)
+        raise TimeoutError(f"no agreed leader within {timeout}s")
+
+    def followers(self) -> list[str]:
+        leader = self.leader()
+        return [n for n in self.running() if n != leader]
+
+    def converged(self, timeout: float = 30.0) -> str:
+        """Wait until every running node applied the same index with the same
+        digest; returns that digest."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            views = {n: self.status(n) for n in self.running()}
+            last = {n: (v["applied_index"], v["commit_index"], v["state_digest"]) if v else None
+                    for n, v in views.items()}  # fmt: skip
+            values = set(last.values())
+            if None not in values and len(values) == 1:
+                return str(next(iter(values))[2])  # type: ignore[index]
+            time.sleep(0.1)
+        raise AssertionError(f"nodes did not converge: {last}")
+
+
+class ClusterProcesses(ClusterViews):
     def __init__(
         self,
         root: Path,
@@ -68,6 +118,9 @@ class ClusterProcesses:
 
     def resume(self, node_id: str) -> None:
         os.kill(self.nodes[node_id].pid, signal.SIGCONT)
+
+    def client(self, node_id: str) -> httpx.Client:
+        return self.nodes[node_id].client()
 
     def running(self) -> list[str]:
         return [n for n, node in self.nodes.items()
@@ -133,43 +186,3 @@ class ClusterProcesses:
         return result
 
     # --------------------------------------------------------------- status
-    def status(self, node_id: str) -> dict[str, Any] | None:
-        try:
-            response = httpx.get(self.nodes[node_id].url + "/cluster", timeout=5)
-        except httpx.HTTPError:
-            return None
-        return response.json() if response.status_code == 200 else None
-
-    def leader(self, timeout: float = 20.0, exclude: tuple[str, ...] = ()) -> str:
-        """The node that leads, once the running nodes agree on one."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            views = {n: self.status(n) for n in self.running() if n not in exclude}
-            leaders = {v["leader_id"] for v in views.values() if v}
-            roles = [n for n, v in views.items() if v and v["role"] == "leader"]
-            if len(roles) == 1 and leaders == {roles[0]}:
-                return roles[0]
-            time.sleep(0.05)
-        raise TimeoutError(f"no agreed leader within {timeout}s")
-
-    def followers(self) -> list[str]:
-        leader = self.leader()
-        return [n for n in self.running() if n != leader]
-
-    def client(self, node_id: str) -> httpx.Client:
-        return self.nodes[node_id].client()
-
-    def converged(self, timeout: float = 30.0) -> str:
-        """Wait until every running node applied the same index with the same
-        digest; returns that digest."""
-        deadline = time.monotonic() + timeout
-        last: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            views = {n: self.status(n) for n in self.running()}
-            last = {n: (v["applied_index"], v["commit_index"], v["state_digest"]) if v else None
-                    for n, v in views.items()}  # fmt: skip
-            values = set(last.values())
-            if None not in values and len(values) == 1:
-                return str(next(iter(values))[2])  # type: ignore[index]
-            time.sleep(0.1)
-        raise AssertionError(f"nodes did not converge: {last}")

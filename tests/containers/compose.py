@@ -4,8 +4,9 @@
 started. ``ComposeCluster`` runs ``docker-compose.cluster.yml`` with the
 offline override under a project of its own, and offers the interface of
 ``tests.cluster_harness.ClusterProcesses`` that the register workload, the
-leader monitor and ``verify`` use, with faults made by Docker itself: kill,
-pause (the cgroup freezer), and disconnection from the compose network.
+leader monitor and ``verify`` use (its views are the same ``ClusterViews``),
+with faults made by Docker itself: kill, pause (the cgroup freezer), and
+disconnection from the compose network.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from tests.cluster_harness import ClusterViews
 from tests.harness import REPO
 
 COMPOSE_FILES = ("docker-compose.cluster.yml", "deploy/compose.offline.yml")
@@ -136,7 +138,7 @@ class ContainerNode:
     url: str
 
 
-class ComposeCluster:
+class ComposeCluster(ClusterViews):
     """Three node containers, Temporal and the worker, under ``project``."""
 
     def __init__(self, project: str, secret: str) -> None:
@@ -238,13 +240,6 @@ class ComposeCluster:
         return [n for n in self.nodes if n not in self._stopped]
 
     # --------------------------------------------------------------- views
-    def status(self, node_id: str) -> dict[str, Any] | None:
-        try:
-            response = httpx.get(self.nodes[node_id].url + "/cluster", timeout=5)
-        except httpx.HTTPError:
-            return None
-        return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
-
     def wait_ready(self, node_id: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -256,31 +251,5 @@ class ComposeCluster:
             time.sleep(0.2)
         raise TimeoutError(f"{node_id} was not ready within {timeout}s")
 
-    def leader(self, timeout: float = 20.0, exclude: tuple[str, ...] = ()) -> str:
-        """The node that leads, once the running nodes agree on one."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            views = {n: self.status(n) for n in self.running() if n not in exclude}
-            leaders = {v["leader_id"] for v in views.values() if v}
-            roles = [n for n, v in views.items() if v and v["role"] == "leader"]
-            if len(roles) == 1 and leaders == {roles[0]}:
-                return roles[0]
-            time.sleep(0.1)
-        raise TimeoutError(f"no agreed leader within {timeout}s")
-
     def client(self, node_id: str) -> httpx.Client:
         return httpx.Client(base_url=self.nodes[node_id].url, timeout=30)
-
-    def converged(self, timeout: float = 30.0) -> str:
-        """Every running node applied the same index with the same digest."""
-        deadline = time.monotonic() + timeout
-        last: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            views = {n: self.status(n) for n in self.running()}
-            last = {n: (v["applied_index"], v["commit_index"], v["state_digest"]) if v else None
-                    for n, v in views.items()}  # fmt: skip
-            values = set(last.values())
-            if None not in values and len(values) == 1:
-                return str(next(iter(values))[2])  # type: ignore[index]
-            time.sleep(0.2)
-        raise AssertionError(f"nodes did not converge: {last}")
