@@ -66,19 +66,23 @@ class EtcdCluster:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.client_ports[name]}"
 
-    def start(self) -> EtcdCluster:
+    def spawn(self, name: str) -> None:
+        """Start one member (a restart finds its data and ignores the bootstrap flags)."""
         initial = ",".join(f"{n}=http://127.0.0.1:{self.peer_ports[n]}" for n in self.names)
+        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        self.processes[name] = subprocess.Popen(
+            [self.binary, "--name", name, "--data-dir", str(self.root / name),
+             "--listen-client-urls", self.url(name), "--advertise-client-urls", self.url(name),
+             "--listen-peer-urls", f"http://127.0.0.1:{self.peer_ports[name]}",
+             "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_ports[name]}",
+             "--initial-cluster", initial, "--initial-cluster-state", "new",
+             "--log-level", "warn"],
+            stdout=log, stderr=log,
+        )  # fmt: skip
+
+    def start(self) -> EtcdCluster:
         for name in self.names:
-            log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-            self.processes[name] = subprocess.Popen(
-                [self.binary, "--name", name, "--data-dir", str(self.root / name),
-                 "--listen-client-urls", self.url(name), "--advertise-client-urls", self.url(name),
-                 "--listen-peer-urls", f"http://127.0.0.1:{self.peer_ports[name]}",
-                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_ports[name]}",
-                 "--initial-cluster", initial, "--initial-cluster-state", "new",
-                 "--log-level", "warn"],
-                stdout=log, stderr=log,
-            )  # fmt: skip
+            self.spawn(name)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.leader() is not None:

@@ -20,9 +20,10 @@ from node.middleware import NodeMiddleware
 from node.problems import install_error_handlers
 from node.questions import Questions
 from node.raft_endpoint import raft_post
-from node.routes import ask, chunks, documents, internal, libraries, query, system
+from node.routes import ask, chunks, documents, internal, leadership, libraries, query, system
 from node.service import Service
 from node.settings import Settings
+from replication.membership import CorruptMembership, MembershipRefused
 from wal import CorruptLog, CorruptSnapshot, CorruptStableState
 
 log = logging.getLogger("shoal.node")
@@ -40,7 +41,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             await run_in_threadpool(engine.open)
-        except (CorruptLog, CorruptSnapshot, CorruptStableState, DataDirInUse) as exc:
+        except (
+            CorruptLog, CorruptSnapshot, CorruptStableState, CorruptMembership,
+            MembershipRefused, DataDirInUse,
+        ) as exc:  # fmt: skip
             log.critical("cannot start node %s: %s", settings.node_id, exc)
             raise
         await engine.start()
@@ -67,7 +71,7 @@ def create_app(
     install_error_handlers(app)
     body.document(app)
     app.state.questions = Questions(settings)
-    for module in (libraries, documents, chunks, query, ask, system, internal):
+    for module in (libraries, documents, chunks, query, ask, system, leadership, internal):
         app.include_router(module.router)
     # Our layer goes outside the framework's own (error handling, telemetry,
     # body limit): the fast routes skip those, and every answer, a 500 from

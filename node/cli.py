@@ -10,6 +10,7 @@ import os
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from node import cli_client, cli_questions
+from node import cli_client, cli_cluster, cli_questions
 from node.settings import Settings
 
 # flag name -> Settings field; only flags given on the command line override
@@ -38,6 +39,7 @@ SERVE_FLAGS: dict[str, str] = {
     "log_level": "log_level",
     "peers": "peers",
     "cluster_secret": "cluster_secret",
+    "force_new_cluster": "force_new_cluster",
     "election_timeout": "election_timeout",
     "heartbeat_interval": "heartbeat_interval",
     "temporal_address": "temporal_address",
@@ -72,9 +74,17 @@ def _serve_parser(commands: Any) -> None:
     serve.add_argument(
         "--peers",
         help="every voter, this node included: n1=http://host:port,n2=... [SHOAL_PEERS]; "
-        "left out: a cluster of one",
+        "read when the cluster is first started (later a different list is refused); "
+        "left out on a fresh data directory: a cluster of one",
     )
     serve.add_argument("--cluster-secret", help="shared by the nodes [SHOAL_CLUSTER_SECRET]")
+    serve.add_argument(
+        "--force-new-cluster",
+        action="store_const",
+        const=True,
+        help="make this node's data a new cluster of one (after losing a majority for good; "
+        "entries it holds that were never committed are kept: see docs/operations.md)",
+    )
     serve.add_argument(
         "--election-timeout",
         type=float,
@@ -115,7 +125,31 @@ def serve(settings: Settings) -> int:
                 yield
                 self._captured_signals.clear()
 
+        handing_over = False
+        hand_over_task: asyncio.Task[None] | None = None
+
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            engine = app.state.engine
+            loop = engine.loop
+            if loop is None or self.handing_over or self.should_exit:
+                self._exit_now(sig, frame)
+                return
+            # A leader hands over while it still serves, then shuts down as
+            # any node does; a second signal cuts the hand-over short.
+            self.handing_over = True
+
+            async def hand_over_then_exit() -> None:
+                try:
+                    await engine.hand_over_before_stopping()
+                finally:
+                    self._exit_now(sig, frame)
+
+            def start() -> None:  # the task is kept: the loop holds tasks only weakly
+                self.hand_over_task = loop.create_task(hand_over_then_exit())
+
+            loop.call_soon_threadsafe(start)
+
+        def _exit_now(self, sig: int, frame: FrameType | None) -> None:
             super().handle_exit(sig, frame)
             # Requests waiting on the cluster would hold the drain open until
             # their own timeouts; answer them as soon as the loop runs.
@@ -145,8 +179,9 @@ def serve(settings: Settings) -> int:
 
 
 def _cluster_parser(commands: Any) -> None:
-    cluster = commands.add_parser("cluster", help="run several nodes locally")
+    cluster = commands.add_parser("cluster", help="run a local cluster, or operate one")
     actions = cluster.add_subparsers(dest="action", required=True)
+    cli_cluster.add_actions(actions)
     up = actions.add_parser("up", help="start a local cluster of processes on loopback")
     up.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
     up.add_argument("--base-port", type=int, default=7701, help="port of n1; n2 gets the next")
@@ -167,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_questions.run_worker(args)
     if args.command == "ask":
         return cli_questions.run_ask(args)
+    if args.command == "cluster" and args.action != "up":
+        return cli_cluster.run(args)
     if args.command == "cluster":
         from pathlib import Path
 

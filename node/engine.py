@@ -1,6 +1,7 @@
 """The node's data directory brought to life: recovery, Raft, snapshots.
 
-Layout of ``data_dir``: ``LOCK`` (one process at a time), ``term`` (term and
+Layout of ``data_dir``: ``LOCK`` (one process at a time), ``cluster`` (the
+cluster's id and members, see :mod:`replication.membership`), ``term`` (term and
 vote), ``commit`` (a hint: entries up to here are known committed), ``wal/``
 (log segments), ``snapshots/``.
 
@@ -32,6 +33,13 @@ from node.snapshot_inbox import SnapshotInbox, TransferKey
 from node.store.digest import state_digest
 from node.store.snapshot_codec import FORMAT, Image, capture, restore
 from node.store.state import StateMachine
+from replication.membership import (
+    ClusterStore,
+    Configuration,
+    MembershipRefused,
+    StartingPoint,
+    resolve,
+)
 from replication.raft import RaftConfig
 from replication.runner import RaftNode
 from replication.transport import FaultRules, HttpTransport
@@ -95,6 +103,12 @@ class Engine:
         self.state = StateMachine()
         self.log_store = FileLogStore(self.data_dir / "wal", settings.segment_bytes)
         self.stable = StableStore(self.data_dir / "term")
+        self.cluster_store = ClusterStore(self.data_dir / "cluster")
+        self.membership: Configuration | None = None
+        # Requests from other nodes refused, by reason (see node.peer_guard).
+        self.peer_refusals: dict[str, int] = {"other-cluster": 0, "not-a-member": 0}
+        # Requests from members that carried no cluster id (older nodes).
+        self.peer_requests_without_id = 0
         self.snapshots = SnapshotStore(self.data_dir / "snapshots")
         for stale in self.snapshots.directory.glob("incoming-*.taken"):
             stale.unlink()
@@ -123,10 +137,20 @@ class Engine:
         """Recover from disk (blocking; run it on a worker thread)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_data_dir()
+        try:
+            self._recover()
+        except BaseException:  # the process stops; a test may open it again
+            if self._lock_file is not None:
+                self._lock_file.close()
+                self._lock_file = None
+            raise
+
+    def _recover(self) -> None:
         warmed = warm_kernels()
         log.info("index kernels ready in %.2fs", warmed)
         started = time.perf_counter()
         self.stable.load()
+        self._resolve_membership()
         snapshot_index, snapshot_term = self._restore_snapshot()
         report = self.log_store.open(start_index=snapshot_index + 1, prev_term=snapshot_term)
         held = self.log_store.term_at(snapshot_index)
@@ -164,11 +188,47 @@ class Engine:
                         "will not vote or stand for election until a leader of a newer term "
                         "has brought it up to date")  # fmt: skip
 
+    def _resolve_membership(self) -> None:
+        """Which cluster this node belongs to: stored, or bootstrapped now."""
+        settings = self.settings
+        stored = self.cluster_store.load()
+        term = self.stable.value
+        history = term.term > 0 or any(
+            directory.is_dir() and any(directory.iterdir())
+            for directory in (self.data_dir / "wal", self.snapshots.directory)
+        )
+        configuration, why = resolve(
+            stored, settings.node_id, settings.url, settings.peer_urls(),
+            StartingPoint(history, term.voted_for), settings.force_new_cluster,
+        )  # fmt: skip
+        if len(configuration.members) > 1 and not settings.cluster_secret:
+            raise MembershipRefused(
+                f"this node belongs to cluster {configuration.cluster_id} of "
+                f"{len(configuration.members)} nodes, which needs the cluster secret "
+                "(--cluster-secret or SHOAL_CLUSTER_SECRET)"
+            )
+        if why is not None:
+            self.cluster_store.save(configuration)
+            log.warning("cluster %s: %s", configuration.cluster_id, why)
+        self.membership = configuration
+
+    @property
+    def configuration(self) -> Configuration:
+        if self.membership is None:
+            raise RuntimeError("the node has not opened its data directory")
+        return self.membership
+
+    def member_urls(self) -> dict[str, str]:
+        """Every member's URL by node id, this node's included."""
+        if self.membership is None:
+            return {self.settings.node_id: self.settings.url}
+        return self.membership.urls()
+
     async def start(self) -> None:
         """Join the cluster (or lead a cluster of one) on the running loop."""
         self._loop = asyncio.get_running_loop()
         settings = self.settings
-        peers = {n: url for n, url in settings.peer_urls().items() if n != settings.node_id}
+        peers = self.configuration.peers_of(settings.node_id)
         config = RaftConfig(
             settings.node_id,
             tuple(sorted(peers)),
@@ -180,7 +240,8 @@ class Engine:
         if peers:
             transport = HttpTransport(settings.node_id, peers, settings.cluster_secret,
                                       config.rpc_timeout, self.faults,
-                                      settings.snapshot_chunk_bytes)  # fmt: skip
+                                      settings.snapshot_chunk_bytes,
+                                      self.configuration.cluster_id)  # fmt: skip
         self.raft = RaftNode(
             config, self.log_store, self.stable, self.state, transport, settings.fsync,
             self._newest_snapshot, after_apply=self._after_apply,
@@ -218,6 +279,31 @@ class Engine:
         if self.raft is not None and self._loop is not None:
             self.raft.begin_shutdown()
             self._loop.call_later(SHUTDOWN_GRACE_SECONDS, self.raft.abandon_waiting)
+
+    @property
+    def handover_seconds(self) -> float:
+        """How long a leadership hand-over may take before it is given up."""
+        return 2 * self.settings.election_timeout + 0.5
+
+    async def hand_over_before_stopping(self) -> None:
+        """A leader being stopped hands over first, so the cluster does not
+        wait out an election timeout for its next leader. Called while the
+        node still serves: the target's vote request and the new leader's
+        first append must reach it (its writes in flight are then answered
+        by what the new leader committed)."""
+        raft = self.raft
+        if raft is None or not raft.is_leader or self._closing:
+            return
+        if not self.configuration.peers_of(self.settings.node_id):
+            return
+        started = time.monotonic()
+        try:
+            leader = await raft.transfer_leadership(None, self.handover_seconds)
+        except Exception as exc:  # stopping goes on either way
+            log.warning("leadership was not handed over before stopping: %s", exc)
+            return
+        log.info("handed leadership to %s in %.2fs before stopping", leader,
+                 time.monotonic() - started)  # fmt: skip
 
     async def stop(self) -> None:
         self._closing = True
@@ -305,7 +391,7 @@ class Engine:
     def _read_commit_hint(self) -> int:
         """Entries up to the hint were committed; a cluster of one commits
         everything it logged, so it needs no hint."""
-        if not self.settings.peer_urls() or len(self.settings.peer_urls()) == 1:
+        if len(self.configuration.voters()) == 1:
             return self.log_store.last_index()
         path = self.data_dir / "commit"
         try:

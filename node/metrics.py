@@ -46,6 +46,19 @@ class EngineCollector(Collector):
             gauges["shoal_is_leader"] = ("1 on the leader", int(replicator.is_leader))
         for name, (doc, value) in gauges.items():
             yield GaugeMetricFamily(name, doc, value=value)
+        refused = CounterMetricFamily(
+            "shoal_peer_requests_refused",
+            "Requests from other nodes refused: another cluster's, or not a member's",
+            labels=["reason"],
+        )
+        for reason, count in engine.peer_refusals.items():
+            refused.add_metric([reason], count)
+        yield refused
+        yield CounterMetricFamily(
+            "shoal_peer_requests_without_cluster_id",
+            "Requests taken from members that sent no cluster id (nodes of an older Shoal)",
+            value=engine.peer_requests_without_id,
+        )
         chunks = GaugeMetricFamily("shoal_chunks", "Chunks per library", labels=["library"])
         for library in list(engine.state.libraries.values()):
             chunks.add_metric([library.info.name], len(library.chunks))

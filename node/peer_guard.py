@@ -14,19 +14,68 @@ class Forbidden(ShoalError):
     title = "Cluster endpoints need the cluster secret"
 
 
+class OtherCluster(ShoalError):
+    status = 403
+    slug = "other-cluster"
+    title = "The request comes from a node of another cluster"
+
+
+class NotAMember(ShoalError):
+    status = 403
+    slug = "not-a-member"
+    title = "The request comes from a node that is not a member of this cluster"
+
+
 def check_secret(offered: str | None, engine: Engine) -> None:
     secret = engine.settings.cluster_secret
     if secret is None or not secret_matches(offered, secret):
         raise Forbidden("this endpoint is for cluster peers and needs the cluster secret")
 
 
-def guard(offered_secret: str | None, engine: Engine, sender: str | None) -> RaftNode:
-    """The Raft node, if the caller is a peer this node hears and can answer."""
+def check_peer(offered_cluster: str | None, sender: str | None, engine: Engine) -> None:
+    """Only members of this node's own cluster are answered: a node started
+    with another member list (another cluster id) or left out of ours could
+    otherwise make up a majority with us that the others do not know of."""
+    configuration = engine.configuration
+    if offered_cluster is None and sender is not None and configuration.has(sender):
+        # A member still running a Shoal from before cluster ids: taken, so
+        # nodes can be upgraded one at a time, and counted.
+        engine.peer_requests_without_id += 1
+        return
+    if offered_cluster != configuration.cluster_id:
+        engine.peer_refusals["other-cluster"] += 1
+        raise OtherCluster(
+            f"{sender or 'the sender'} belongs to cluster {offered_cluster or '(none given)'}, "
+            f"this node to cluster {configuration.cluster_id}; check both nodes' --peers and "
+            "data directories"
+        )
+    if sender is None or sender == engine.settings.node_id or not configuration.has(sender):
+        engine.peer_refusals["not-a-member"] += 1
+        raise NotAMember(
+            f"{sender or 'a node that did not give its id'} is not a member of cluster "
+            f"{configuration.cluster_id} (members: {', '.join(sorted(configuration.urls()))})"
+        )
+
+
+def guard(
+    offered_secret: str | None,
+    engine: Engine,
+    sender: str | None,
+    offered_cluster: str | None = None,
+    from_peer: bool = True,
+) -> RaftNode:
+    """The Raft node, if the caller is a peer this node hears and can answer.
+
+    ``from_peer`` False: an operator's request (fault injection) that needs
+    the secret but comes from no node.
+    """
     check_secret(offered_secret, engine)
-    if sender is not None and engine.faults.blocks_incoming(sender):
-        raise Unavailable(f"link from {sender} is cut (fault injection)")
     if engine.raft is None:
         raise Unavailable("this node is starting or stopping")
+    if from_peer:
+        check_peer(offered_cluster, sender, engine)
+    if sender is not None and engine.faults.blocks_incoming(sender):
+        raise Unavailable(f"link from {sender} is cut (fault injection)")
     if engine.raft.failure is not None:
         raise NodeFailed(f"this node has failed: {engine.raft.failure}")
     return engine.raft

@@ -14,11 +14,14 @@ from node.engine import Engine
 from node.errors import MalformedBody, NodeFailed
 from node.peer_guard import check_secret, guard
 from replication.interfaces import NotAccepting
+from replication.membership import CLUSTER_HEADER
 from replication.messages import MalformedMessage, SnapshotRequest, decode, encode
 from replication.transport import SECRET_HEADER
 
 PATH = "/_cluster/raft"
 _SECRET = SECRET_HEADER.lower().encode()
+_CLUSTER = CLUSTER_HEADER.lower().encode()
+_FROM = b"x-shoal-from"
 
 
 async def raft_post(engine: Engine, headers: dict[bytes, bytes], body: bytes) -> bytes:
@@ -32,7 +35,15 @@ async def raft_post(engine: Engine, headers: dict[bytes, bytes], body: bytes) ->
         raise MalformedBody(f"not a raft message: {exc}") from None
     if isinstance(message, SnapshotRequest):
         raise MalformedBody("snapshots are offered through /_cluster/snapshot")
-    raft = guard(secret, engine, message.sender)
+    named = headers.get(_FROM)
+    if named is not None and (claimed := named.decode(errors="replace")) != message.sender:
+        raise MalformedBody(
+            f"the message says it is from {message.sender!r}, the request from {claimed!r:.70}"
+        )
+    cluster = headers.get(_CLUSTER)
+    raft = guard(
+        secret, engine, message.sender, cluster.decode(errors="replace") if cluster else None
+    )
     try:
         answer = await raft.handle_message(message)
     except NotAccepting as exc:

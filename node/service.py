@@ -58,7 +58,7 @@ from node.store.rwlock import LockBusy
 from node.timeutil import datetime_to_us, now_us
 from node.vectors import check_dimension, embedding_matrix, reject_zero_vectors
 from replication.interfaces import NotAccepting
-from replication.raft import NotLeader
+from replication.raft import HandingOver, NotLeader
 from replication.runner import OutcomeUnknown as RaftOutcomeUnknown
 from replication.runner import ProposalLost, RaftNode
 
@@ -88,7 +88,7 @@ class Service:
         return raft
 
     def _not_leader(self, leader_id: str | None) -> ShoalError:
-        url = self.engine.settings.peer_urls().get(leader_id or "")
+        url = self.engine.member_urls().get(leader_id or "")
         if leader_id is None or url is None:
             return NoLeader("no leader is known right now (an election is under way); retry soon")
         return NotLeaderError(leader_id, url)
@@ -112,6 +112,11 @@ class Service:
         payload = cmd.encode(command, request_key.get())
         try:
             committed = await asyncio.wait_for(raft.propose(payload), WRITE_TIMEOUT)
+        except HandingOver as exc:
+            raise NoLeader(
+                f"leadership is moving from this node to {exc.target}; nothing was written, "
+                "retry in a moment"
+            ) from None
         except NotLeader as exc:
             # Refused before it entered the log: nothing was written.
             raise self._not_leader(exc.leader_id) from None

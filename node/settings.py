@@ -30,10 +30,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 << 20, ge=1 << 10)
     api_key: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # "n1=http://host:port,n2=...": every voter, this node included. Empty: a
-    # cluster of one.
+    # "n1=http://host:port,n2=...": every voter, this node included, when the
+    # cluster is first started; afterwards the member list stored in the data
+    # directory is used, and a different list here is refused. Empty on a
+    # fresh directory: a cluster of one.
     peers: str = ""
     cluster_secret: str | None = None
+    # Make this node's data a new cluster of one, whatever cluster it was in
+    # (the lever when a majority is gone for good). Once; not for every start.
+    force_new_cluster: bool = False
     election_timeout: float = Field(1.0, ge=0.1, le=60.0)
     heartbeat_interval: float = Field(0.15, ge=0.01, le=10.0)
     # Lets tests cut links through /_cluster/faults. Never in production.

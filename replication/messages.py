@@ -29,6 +29,9 @@ class VoteRequest(Message):
     last_term: int
     pre_vote: bool
     rpc: int = 0
+    # The leader asked the candidate to take over (leadership transfer): the
+    # voters' "a live leader exists" refusal does not apply.
+    transfer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,15 @@ class AppendResponse(Message):
     match_index: int
     conflict_index: int = 0
     conflict_term: int = 0
+    rpc: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutNow(Message):
+    """The leader hands over: the receiver, as up to date as the leader,
+    starts an election at once (Raft thesis §3.10)."""
+
+    kind: ClassVar[str] = "timeout_now"
     rpc: int = 0
 
 
@@ -106,8 +118,13 @@ _KINDS: dict[str, type[Message]] = {
         AppendResponse,
         SnapshotRequest,
         SnapshotResponse,
+        TimeoutNow,
     )  # fmt: skip
 }
+
+# Left out of the bytes while they hold their default, so nodes that do not
+# know them yet still read every message that does not use them.
+_OMITTED_AT_DEFAULT = {"transfer": False}
 
 
 def encode(message: Message) -> bytes:
@@ -116,6 +133,8 @@ def encode(message: Message) -> bytes:
         value = getattr(message, item.name)
         if item.name == "entries":
             value = [entry.to_wire() for entry in value]
+        elif item.name in _OMITTED_AT_DEFAULT and value == _OMITTED_AT_DEFAULT[item.name]:
+            continue
         body[item.name] = value
     return msgpack.packb(body, use_bin_type=True)
 
@@ -157,6 +176,9 @@ def decode(data: bytes) -> Message:
         raise MalformedMessage("not a raft message")
     cls = _KINDS[body.pop("kind")]
     expected = _field_types(cls)
+    for name, default in _OMITTED_AT_DEFAULT.items():
+        if name in expected:
+            body.setdefault(name, default)
     if set(body) != set(expected):
         raise MalformedMessage(f"a {cls.kind} message needs exactly the fields {sorted(expected)}")
     for name, value in body.items():

@@ -33,6 +33,7 @@ from replication.messages import (
     SnapshotProgress,
     SnapshotRequest,
     SnapshotResponse,
+    TimeoutNow,
     Unreachable,
     VoteRequest,
     VoteResponse,
@@ -48,6 +49,19 @@ class NotLeader(Exception):
     def __init__(self, leader_id: str | None) -> None:
         super().__init__(f"not the leader (leader: {leader_id or 'unknown'})")
         self.leader_id = leader_id
+
+
+class HandingOver(NotLeader):
+    """The leader is handing leadership to another node: retry shortly."""
+
+    def __init__(self, target: str) -> None:
+        Exception.__init__(self, f"leadership is moving to {target}")
+        self.leader_id = None
+        self.target = target
+
+
+class CannotTransfer(ValueError):
+    """A leadership transfer that cannot be made (no such voter, no peers)."""
 
 
 class Role(StrEnum):
@@ -196,6 +210,9 @@ class RaftCore:
         self._pending_reads: list[_Read] = []
         self.terms_seen = [term]
         self.halted = False
+        # A leadership transfer under way: the target, and when it gives up.
+        self.transfer_to: str | None = None
+        self._transfer_deadline = 0.0
         # A cluster of one has nobody to wait for.
         self.waits_for_leader_after = term if lost_tail and config.peers else None
         self._patience_from = now
@@ -235,6 +252,7 @@ class RaftCore:
         self.role = Role.FOLLOWER
         self.leader_id = leader
         self._votes.clear()
+        self.transfer_to = None
         if was_leader:
             self.progress.clear()
             self._ready.failed_reads += [read.read_id for read in self._reads + self._pending_reads]
@@ -289,7 +307,7 @@ class RaftCore:
                 ),
             )
 
-    def _start_election(self, now: float) -> None:
+    def _start_election(self, now: float, transfer: bool = False) -> None:
         self.role = Role.CANDIDATE
         self._set_term(self.term + 1, self.id)
         self._votes = {self.id}
@@ -307,6 +325,7 @@ class RaftCore:
                     self.log.last_term(),
                     False,
                     self._next_rpc(),
+                    transfer,
                 ),
             )
 
@@ -322,6 +341,8 @@ class RaftCore:
         self._broadcast(now, force=True)
 
     def _leader_tick(self, now: float) -> None:
+        if self.transfer_to is not None and now >= self._transfer_deadline:
+            self.transfer_to = None  # the target did not take over: lead on
         low = self.config.election_timeout[0]
         if now - self._became_leader_at >= low:
             heard = 1 + sum(1 for p in self.progress.values() if now - p.last_ack < low)
@@ -343,6 +364,9 @@ class RaftCore:
         """Append a command; returns (index, term). Raises NotLeader."""
         if self.role is not Role.LEADER or self.halted:
             raise NotLeader(self.leader_id)
+        if self.transfer_to is not None:
+            # Entries appended now would keep the target behind us for good.
+            raise HandingOver(self.transfer_to)
         index = self._append_local(payload, EntryKind.COMMAND)
         self._broadcast(now, force=False, fresh_only=True)
         return index, self.term
@@ -358,6 +382,61 @@ class RaftCore:
         self.synced_index = max(self.synced_index, min(index, self.log.last_index()))
         if self.role is Role.LEADER:
             self._advance_commit(now)
+
+    # ------------------------------------------------- leadership transfer
+    def transfer_leadership(self, target: str | None, now: float) -> str:
+        """Hand leadership to ``target`` (None: the most up-to-date peer).
+
+        New proposals are refused meanwhile; once the target holds our whole
+        log it is told to campaign at once. Given up after the longest
+        election timeout, when this node leads on. Returns the target.
+        """
+        if self.role is not Role.LEADER or self.halted:
+            raise NotLeader(self.leader_id)
+        if target is None:
+            if not self.progress:
+                raise CannotTransfer("a cluster of one has nobody to hand leadership to")
+            # Answered within a few heartbeats, and answered this term's leader
+            # at all: a new leader starts every peer's last_ack at "now", dead
+            # ones too.
+            window = max(3 * self.config.heartbeat_interval, self.config.election_timeout[0] / 2)
+            recent, since = now - window, self._became_leader_at
+            heard = sorted(peer for peer, p in self.progress.items()
+                           if p.last_ack >= recent and p.acked_sent >= since)  # fmt: skip
+            if not heard:
+                raise CannotTransfer("no follower has answered lately to take over")
+            target = max(heard, key=lambda peer: self.progress[peer].match_index)
+        if target == self.id:
+            self.transfer_to = None  # staying: a transfer under way is called off
+            return target
+        progress = self.progress.get(target)
+        if progress is None:
+            raise CannotTransfer(f"{target} is not a voting member of this cluster")
+        if self.transfer_to != target:
+            self.transfer_to = target
+            self._transfer_deadline = now + self.config.election_timeout[1]
+        if not self._tell_target_if_caught_up(now) and not progress.inflight:
+            self._send_append(target, progress, now)
+        return target
+
+    def _tell_target_if_caught_up(self, now: float) -> bool:
+        """Tell the target to campaign once it holds our whole log; again at
+        each answer after that (a TimeoutNow may be lost like any message,
+        and a target that already campaigns ignores the old term's)."""
+        target = self.transfer_to
+        if target is None or self.progress[target].match_index < self.log.last_index():
+            return False
+        self._send(target, TimeoutNow(self.term, self.id, self._next_rpc()))
+        return True
+
+    def _on_timeout_now(self, message: TimeoutNow, now: float) -> None:
+        """Our leader hands over to us: campaign now, without a pre-vote
+        (the leader stepping aside is the disruption it would guard against)."""
+        if message.term != self.term or self.role is Role.LEADER:
+            return
+        if self.waits_for_leader_after is not None:
+            return  # we may lack committed entries: we must not lead
+        self._start_election(now, transfer=True)
 
     # -------------------------------------------------------- replication
     def _on_lost(self, progress: Progress, rpc: int, now: float) -> None:
@@ -483,12 +562,15 @@ class RaftCore:
         if message.term > self.term and not (
             (isinstance(message, VoteRequest) and pre_vote) or granted_pre_vote
         ):
-            if isinstance(message, VoteRequest) and self._leader_is_alive(now):
+            if (isinstance(message, VoteRequest) and not message.transfer
+                    and self._leader_is_alive(now)):  # fmt: skip
                 # Someone who cannot see our leader wants an election; a live
                 # leader exists, so neither our term nor our vote changes.
                 return VoteResponse(self.term, self.id, False, False, message.rpc)
             leader = (
-                message.sender if isinstance(message, (AppendRequest, SnapshotRequest)) else None
+                message.sender
+                if isinstance(message, (AppendRequest, SnapshotRequest, TimeoutNow))
+                else None
             )
             self._become_follower(message.term, leader, now)
         if isinstance(message, VoteRequest):
@@ -505,6 +587,9 @@ class RaftCore:
             return self._on_snapshot(message, now)
         if isinstance(message, SnapshotResponse):
             self._on_snapshot_response(message, now)
+            return None
+        if isinstance(message, TimeoutNow):
+            self._on_timeout_now(message, now)
             return None
         raise ValueError(f"unknown message {message!r}")
 
@@ -657,6 +742,8 @@ class RaftCore:
                 progress.state = PeerState.REPLICATE
                 progress.inflight.clear()  # probes are not pipelined; none is due
             self._advance_commit(now)
+            if response.sender == self.transfer_to:
+                self._tell_target_if_caught_up(now)
         elif sent_prev < progress.match_index:
             # Refused a request older than what the follower has since
             # confirmed (the network reordered them): it tells us nothing.

@@ -36,7 +36,15 @@ from replication.messages import (
     Unreachable,
     VoteRequest,
 )
-from replication.raft import NotLeader, RaftConfig, RaftCore, Ready, Role, SafetyViolation
+from replication.raft import (
+    CannotTransfer,
+    NotLeader,
+    RaftConfig,
+    RaftCore,
+    Ready,
+    Role,
+    SafetyViolation,
+)
 from replication.read_coalescer import ReadCoalescer
 from replication.transport import HttpTransport, PeerUnreachable
 from wal import FileLogStore, LogEntry, StableStore
@@ -82,6 +90,16 @@ class _Inbound:
 @dataclass
 class _Read:
     future: asyncio.Future[int]
+
+
+@dataclass
+class _Transfer:
+    target: str | None
+    future: asyncio.Future[str]
+
+
+class TransferFailed(Exception):
+    """Leadership did not move to the target in time; this node may lead on."""
 
 
 @dataclass
@@ -253,6 +271,36 @@ class RaftNode:
             raise NotLeader(None if leader == self.node_id else leader)
         return await self.transport.read_index(leader)
 
+    async def transfer_leadership(self, target: str | None, timeout: float) -> str:
+        """Hand leadership over (None: to the most up-to-date peer) and wait
+        until a newer leader is known; returns it (normally the target; the
+        target may lose its election to another up-to-date node). Raises
+        NotLeader, CannotTransfer or TransferFailed (when this node leads on,
+        or stepped down with no newer leader heard of yet)."""
+        if self.failure is not None:
+            raise NotAccepting(self.failure)
+        term = self.term
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._events.put_nowait(_Transfer(target, future))
+        chosen: str = await self._answer(future)
+        if chosen == self.node_id:
+            return chosen
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = self.leader_id
+            if self.term > term and self.role is not Role.LEADER and leader is not None:
+                return leader
+            if self.term == term and self.role is not Role.LEADER:
+                # Stepped down in the same term: check-quorum, not a hand-over.
+                raise TransferFailed("this node lost touch with a majority and stopped leading")
+            if self.failure is not None:
+                raise NotAccepting(self.failure)
+            await asyncio.sleep(0.01)
+        if self.role is Role.LEADER:
+            raise TransferFailed(f"{chosen} did not take over leadership in {timeout:.1f} s")
+        raise TransferFailed(f"this node stepped down, but no new leader was heard of in "
+                             f"{timeout:.1f} s")  # fmt: skip
+
     def _check_accepting(self) -> None:
         if self.failure is not None:
             raise NotAccepting(self.failure)
@@ -409,6 +457,11 @@ class RaftNode:
                     self._reads[self._read_ids] = event.future
                 except NotLeader as exc:
                     event.future.set_exception(exc)
+            elif isinstance(event, _Transfer):
+                try:
+                    event.future.set_result(core.transfer_leadership(event.target, now))
+                except (NotLeader, CannotTransfer) as exc:
+                    event.future.set_exception(exc)
             elif isinstance(event, _Chore):
                 await self._flush(now)
                 self._chore_future = event.future
@@ -501,7 +554,8 @@ class RaftNode:
                 self._events.put_nowait(_Inbound(Unreachable(0, peer, rpc), None))
             return
         self.last_contact[peer] = time.monotonic()
-        self._events.put_nowait(_Inbound(answer, None))
+        if answer is not None:
+            self._events.put_nowait(_Inbound(answer, None))
 
     def _start_transfer(self, peer: str, rpc: int, term: int) -> None:
         """One snapshot transfer per follower: a new one replaces the old."""

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from replication.membership import CLUSTER_HEADER
 from replication.messages import Message, decode, encode
 from replication.peer_http import PeerHttp
 from replication.peer_http import PeerUnreachable as PeerUnreachable
@@ -73,19 +74,21 @@ class HttpTransport:
         timeout: float,
         faults: FaultRules,
         snapshot_chunk_bytes: int = SNAPSHOT_CHUNK,
+        cluster_id: str = "",
     ) -> None:
         self.node_id = node_id
         self.snapshot_chunk_bytes = snapshot_chunk_bytes
         self.peer_urls = peer_urls
         self.faults = faults
-        headers = {SECRET_HEADER: secret} if secret else {}
-        self._peers = {
-            peer: PeerHttp(url, {**headers, "X-Shoal-From": node_id}, timeout)
-            for peer, url in peer_urls.items()
-        }
+        # Every request names our cluster and this node; peers refuse others.
+        headers = {CLUSTER_HEADER: cluster_id, "X-Shoal-From": node_id}
+        if secret:
+            headers[SECRET_HEADER] = secret
+        self._peers = {peer: PeerHttp(url, headers, timeout) for peer, url in peer_urls.items()}
         self._snapshot_client = httpx.AsyncClient(headers=headers, timeout=SNAPSHOT_CHUNK_SECONDS)
 
-    async def call(self, peer: str, message: Message) -> Message:
+    async def call(self, peer: str, message: Message) -> Message | None:
+        """The peer's answer; None for a message that has none (TimeoutNow)."""
         faults = self.faults
         if faults.blocks_outgoing(peer):
             raise PeerUnreachable(f"link to {peer} is cut (fault injection)")
@@ -99,7 +102,7 @@ class HttpTransport:
         answer = await self._post(peer, body)
         if faults.drop_rate and faults.rng.random() < faults.drop_rate:
             raise PeerUnreachable(f"answer from {peer} dropped (fault injection)")
-        return decode(answer)
+        return decode(answer) if answer else None
 
     async def _post(self, peer: str, body: bytes, path: str = "/_cluster/raft") -> bytes:
         try:

@@ -29,7 +29,7 @@ from replication.messages import (
     decode,
     encode,
 )
-from replication.raft import NotLeader, RaftConfig, RaftCore, Ready, Role
+from replication.raft import CannotTransfer, NotLeader, RaftConfig, RaftCore, Ready, Role
 from wal import EntryKind
 from wal.memory_store import MemoryLogStore
 
@@ -273,6 +273,19 @@ class Cluster:
                 self._handle_ready(node, node.core.take_ready())
                 return True
         return False
+
+    def transfer(self, target: str | None) -> str | None:
+        """Ask whichever node leads to hand over to ``target``; the target
+        chosen, or None when no node leads or the core refuses."""
+        leader = self.leader()
+        if leader is None:
+            return None
+        try:
+            chosen = leader.core.transfer_leadership(target, self.now)
+        except (NotLeader, CannotTransfer):
+            return None
+        self._handle_ready(leader, leader.core.take_ready())
+        return chosen
 
     def run(self, seconds: float, tick: float = 0.01) -> None:
         end = self.now + seconds

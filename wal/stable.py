@@ -6,17 +6,12 @@ either the old or the new value, never a mix.
 
 from __future__ import annotations
 
-import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgpack
-
-from wal.fileutil import write_atomic
+from wal.checked_file import DamagedFile, read_checked, write_checked
 
 _MAGIC = b"SHOALTV1"
-_TRAILER = struct.Struct("<I")
 
 
 class CorruptStableState(Exception):
@@ -35,19 +30,18 @@ class StableStore:
         self._value = TermVote(0, None)
 
     def load(self) -> TermVote:
-        if not self.path.exists():
+        try:
+            stored = read_checked(self.path, _MAGIC)
+        except DamagedFile:
+            raise CorruptStableState(
+                f"{self.path} is damaged; term and vote cannot be trusted"
+            ) from None
+        if stored is None:
             self._value = TermVote(0, None)
             return self._value
-        data = self.path.read_bytes()
-        body = data[len(_MAGIC) : -_TRAILER.size]
-        if (
-            not data.startswith(_MAGIC)
-            or len(data) < len(_MAGIC) + _TRAILER.size
-            or _TRAILER.unpack(data[-_TRAILER.size :])[0] != zlib.crc32(body)
-        ):
-            raise CorruptStableState(f"{self.path} is damaged; term and vote cannot be trusted")
-        term, voted_for = msgpack.unpackb(body, raw=False)
-        self._value = TermVote(int(term), voted_for)
+        if not isinstance(stored, list) or len(stored) != 2:
+            raise CorruptStableState(f"{self.path} does not hold a term and a vote")
+        self._value = TermVote(int(stored[0]), stored[1])
         return self._value
 
     @property
@@ -58,6 +52,5 @@ class StableStore:
         """Durable before it returns."""
         if term < self._value.term:
             raise ValueError(f"term may not go backwards ({self._value.term} -> {term})")
-        body = msgpack.packb([term, voted_for], use_bin_type=True)
-        write_atomic(self.path, _MAGIC + body + _TRAILER.pack(zlib.crc32(body)))
+        write_checked(self.path, _MAGIC, [term, voted_for])
         self._value = TermVote(term, voted_for)

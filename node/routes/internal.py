@@ -12,9 +12,10 @@ from pydantic import BaseModel, Field
 from node.deps import EngineDep
 from node.engine import Engine
 from node.errors import NodeFailed, NotFound, ShoalError, Unavailable
-from node.peer_guard import Forbidden, guard
+from node.peer_guard import guard
 from node.snapshot_inbox import ChunkOutOfOrder, TransferKey
 from replication.interfaces import NotAccepting
+from replication.membership import CLUSTER_HEADER
 from replication.messages import SnapshotRequest, encode
 from replication.raft import NotLeader
 from replication.runner import RaftNode
@@ -24,7 +25,12 @@ router = APIRouter(prefix="/_cluster", include_in_schema=False)
 
 
 def _guard(request: Request, engine: Engine, sender: str | None) -> RaftNode:
-    return guard(request.headers.get(SECRET_HEADER), engine, sender)
+    headers = request.headers
+    return guard(headers.get(SECRET_HEADER), engine, sender, headers.get(CLUSTER_HEADER))
+
+
+def _guard_operator(request: Request, engine: Engine) -> RaftNode:
+    return guard(request.headers.get(SECRET_HEADER), engine, None, from_peer=False)
 
 
 class TransferConflict(ShoalError):
@@ -62,8 +68,6 @@ async def snapshot_chunk(
     body ends the transfer at once (a stale leader, or nothing we need);
     after the last chunk the leader polls /snapshot/status."""
     raft = _guard(request, engine, key.leader)
-    if key.leader not in engine.settings.peer_urls():
-        raise Forbidden(f"{key.leader!r} is not a member of this cluster")
     if offset == 0 or key.leader_term < raft.term:
         # Ask first: a stale leader learns our term, and a follower that
         # already holds this much needs no bytes.
@@ -133,7 +137,7 @@ class Faults(BaseModel):
 
 @router.get("/faults")
 def get_faults(request: Request, engine: EngineDep) -> dict[str, Any]:
-    _guard(request, engine, None)
+    _guard_operator(request, engine)
     return _describe(engine)
 
 
@@ -148,7 +152,7 @@ def _describe(engine: Engine) -> dict[str, Any]:
 @router.post("/faults")
 def set_faults(request: Request, engine: EngineDep, body: Faults) -> dict[str, Any]:
     """Cut links for a test; only when the node runs with fault injection on."""
-    _guard(request, engine, None)
+    _guard_operator(request, engine)
     if not engine.settings.fault_injection:
         raise NotFound("fault injection is off on this node")
     faults = engine.faults

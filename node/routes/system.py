@@ -46,11 +46,17 @@ def cluster(engine: EngineDep) -> dict[str, Any]:
     digest_index, digest = engine.digest()
     snapshot = engine.last_snapshot
     recovery = engine.recovery
-    urls = settings.peer_urls() or {settings.node_id: settings.url}
+    urls = engine.member_urls()
     leader_id = raft.leader_id if raft else None
+    membership = engine.membership
     return {
         "node_id": settings.node_id,
-        "url": settings.url,
+        "url": urls.get(settings.node_id, settings.url),
+        "cluster_id": membership.cluster_id if membership else None,
+        "members": [
+            {"id": member.id, "url": member.url, "voter": member.voter}
+            for member in (membership.members if membership else ())
+        ],
         "role": raft.role.value if raft else "starting",
         "term": raft.term if raft else 0,
         "leader_id": leader_id,

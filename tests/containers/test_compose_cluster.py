@@ -13,66 +13,19 @@ from __future__ import annotations
 import os
 import re
 import signal
-import threading
 import time
 from collections.abc import Callable
 
 import pytest
 
 from tests.cluster.register_workload import LeaderMonitor, RegisterWorkload, make_registers, verify
+from tests.cluster.sdk_writer import SdkWriter
 from tests.containers.compose import ComposeCluster, run
 from tests.containers.conftest import Stack
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(1500)]
 RECOVERY_BOUND = 10.0  # seconds from the fault to the next acknowledged write, as for processes
 LOCAL_IMAGES = {"shoal:local", "shoal-temporal:local"}
-
-
-class SdkWriter:
-    """Adds one-chunk documents through the SDK (all three URLs, as a user
-    on the host gives them); remembers every document it was told is stored."""
-
-    def __init__(self, urls: str, library_name: str) -> None:
-        from shoal_client import Client
-
-        self.client = Client(urls, timeout=5.0)
-        self.library = self.client.create_library(library_name, dimension=3).id
-        self.acknowledged: set[str] = set()
-        self.failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> SdkWriter:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        from shoal_client import ShoalError
-
-        n = 0
-        while not self._stop.is_set():
-            n += 1
-            try:
-                document = self.client.add_document(
-                    self.library, chunks=[{"text": f"w{n}", "embedding": [1.0, n % 7, 0.5]}]
-                )
-            except (ShoalError, OSError):
-                self.failures += 1  # the SDK gave up on this one: not acknowledged
-                time.sleep(0.2)
-                continue
-            self.acknowledged.add(document.id)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(60)
-
-    def stop_and_check(self) -> int:
-        self.stop()
-        present = {document.id for document in self.client.list_documents(self.library)}
-        lost = self.acknowledged - present
-        assert not lost, f"{len(lost)} acknowledged documents are gone: {sorted(lost)[:5]}"
-        self.client.close()
-        return len(self.acknowledged)
 
 
 def run_drill(cluster: ComposeCluster, fault: Callable[[], float], seed: int) -> dict[str, object]:

@@ -211,7 +211,9 @@ def test_a_snapshot_of_the_previous_format_is_refused_with_a_sentence(tmp_path: 
     writer = store.begin(3, 1, {"format": FORMAT - 1})
     writer.write({"requests": []})
     writer.commit()
-    engine = Engine(Settings(data_dir=tmp_path / "data", node_id="n1"))
+    # Made by hand, as by an older Shoal: no member list, so --peers once.
+    settings = Settings(data_dir=tmp_path / "data", node_id="n1", peers="n1=http://127.0.0.1:1")
+    engine = Engine(settings)
     with pytest.raises(CorruptLog, match="snapshot format 1, which this Shoal does not read"):
         engine.open()
     engine.close()

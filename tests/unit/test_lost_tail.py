@@ -11,7 +11,8 @@ from wal import EntryKind, FileLogStore, LogEntry
 
 
 def _engine(path: Path) -> Engine:
-    engine = Engine(Settings(data_dir=path, node_id="n1"))
+    # The log is made by hand, as by an older Shoal: no member list, so --peers.
+    engine = Engine(Settings(data_dir=path, node_id="n1", peers="n1=http://127.0.0.1:1"))
     engine.open()
     return engine
 
