@@ -20,7 +20,17 @@ from node.middleware import NodeMiddleware
 from node.problems import install_error_handlers
 from node.questions import Questions
 from node.raft_endpoint import raft_post
-from node.routes import ask, chunks, documents, internal, leadership, libraries, query, system
+from node.routes import (
+    ask,
+    backup,
+    chunks,
+    documents,
+    internal,
+    leadership,
+    libraries,
+    query,
+    system,
+)
 from node.service import Service
 from node.settings import Settings
 from replication.membership import CorruptMembership, MembershipRefused
@@ -71,7 +81,8 @@ def create_app(
     install_error_handlers(app)
     body.document(app)
     app.state.questions = Questions(settings)
-    for module in (libraries, documents, chunks, query, ask, system, leadership, internal):
+    for module in (libraries, documents, chunks, query, ask, system, leadership, backup,
+                   internal):  # fmt: skip
         app.include_router(module.router)
     # Our layer goes outside the framework's own (error handling, telemetry,
     # body limit): the fast routes skip those, and every answer, a 500 from

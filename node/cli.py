@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from node import cli_client, cli_cluster, cli_questions
+from node import cli_backup, cli_client, cli_cluster, cli_questions
 from node.settings import Settings
 
 # flag name -> Settings field; only flags given on the command line override
@@ -195,7 +195,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _cluster_parser(commands)
     cli_questions.add_parsers(commands)
     cli_client.add_parsers(commands)
+    cli_backup.add_parsers(commands)
     args = parser.parse_args(argv)
+    if args.command == "backup":
+        return cli_backup.run_backup(args)
+    if args.command == "restore":
+        return cli_backup.run_restore(args)
     if args.command in ("status", "import", "query"):
         return cli_client.run(args)
     if args.command == "worker":

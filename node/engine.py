@@ -500,6 +500,28 @@ class Engine:
                 return self.last_snapshot
             return self._write_snapshot(image)
 
+    def snapshot_for_backup(self) -> tuple[SnapshotInfo, str, int]:
+        """A snapshot of the state as applied now (every applied entry is
+        committed), the state digest at that index, and an open descriptor on
+        the file (a later snapshot may prune it; the descriptor keeps it)."""
+        assert self.raft is not None
+        with self._snapshot_running:
+            with self.raft.applying_lock:
+                self._snapshot_started = time.monotonic()
+                image = capture(self.state)
+                cached = self._digest
+                digest = (cached[1] if cached is not None and cached[0] == image.index
+                          else state_digest(self.state))  # fmt: skip
+            self._bytes_at_snapshot = self.log_store.bytes_written
+            newest = self.last_snapshot
+            if newest is not None and newest.index == image.index:
+                info = newest
+            else:
+                info = self._write_snapshot(image)
+            if info.index != image.index:  # a leader's snapshot was installed meanwhile
+                raise RuntimeError("the state moved to a leader's snapshot; try again")
+            return info, digest, os.open(info.path, os.O_RDONLY)
+
     def _newest_snapshot(self) -> tuple[Path, int, int] | None:
         newest = self.snapshots.all()
         if not newest:
