@@ -149,10 +149,16 @@ _COMMANDS: dict[str, type[Command]] = {
 _NESTED: dict[str, type[Any]] = {"chunks": ChunkBatch, "fields": DocumentFields}
 
 
-def encode(command: Command, request_key: str | None = None) -> bytes:
+def encode(
+    command: Command, request_key: str | None = None, fingerprint: str | None = None
+) -> bytes:
+    """``fingerprint``: of the keyed request (see node.idempotency), so a key
+    sent again with another request is told apart from a retry."""
     body: dict[str, Any] = {"op": command.op}
     if request_key is not None:
         body["rid"] = request_key
+        if fingerprint is not None:
+            body["rfp"] = fingerprint
     for item in dataclasses.fields(command):
         value = getattr(command, item.name)
         if dataclasses.is_dataclass(value):
@@ -163,12 +169,20 @@ def encode(command: Command, request_key: str | None = None) -> bytes:
 
 def decode(payload: bytes) -> tuple[Command, str | None]:
     """The command and the Idempotency-Key it was sent with, if any."""
+    command, request_key, _ = decode_keyed(payload)
+    return command, request_key
+
+
+def decode_keyed(payload: bytes) -> tuple[Command, str | None, str | None]:
+    """The command, its Idempotency-Key and the keyed request's fingerprint
+    (None for commands logged before fingerprints were)."""
     body = msgpack.unpackb(payload, raw=False, strict_map_key=False)
     if not isinstance(body, dict) or body.get("op") not in _COMMANDS:
         raise ValueError("not a Shoal command")
     cls = _COMMANDS[body.pop("op")]
     request_key = body.pop("rid", None)
+    fingerprint = body.pop("rfp", None)
     for name, nested in _NESTED.items():
         if name in body:
             body[name] = nested(**body[name])
-    return cls(**body), request_key
+    return cls(**body), request_key, fingerprint

@@ -77,6 +77,13 @@ class AlreadyApplied(Conflict):
     title = "This write was already applied"
 
 
+class IdempotencyKeyReused(InvalidRequest):
+    """A key already used for another request (the IETF draft's 422)."""
+
+    slug = "idempotency-key-reused"
+    title = "This Idempotency-Key was used for a different request"
+
+
 class PayloadTooLarge(ShoalError):
     status = 413
     slug = "payload-too-large"
@@ -166,5 +173,13 @@ class ApplyFailed(ShoalError):
 # The state machine records them by name; the service re-raises them.
 APPLY_ERRORS: dict[str, type[ShoalError]] = {
     cls.__name__: cls
-    for cls in (NotFound, Conflict, InvalidRequest, DimensionMismatch, ApplyFailed, AlreadyApplied)
+    for cls in (
+        NotFound,
+        Conflict,
+        InvalidRequest,
+        DimensionMismatch,
+        ApplyFailed,
+        AlreadyApplied,
+        IdempotencyKeyReused,
+    )  # fmt: skip
 }

@@ -13,6 +13,7 @@ use the same values, so they are constants, not settings.
 
 from __future__ import annotations
 
+import hashlib
 from contextvars import ContextVar
 
 # At most this many keyed writes are remembered ...
@@ -26,6 +27,18 @@ OUTCOME_BYTES_KEPT = 8 << 20
 MAX_KEY = 200
 
 request_key: ContextVar[str | None] = ContextVar("request_key", default=None)
+# What the keyed request was: a retry sends the same method, path, query and
+# body bytes (the SDK encodes a body once for all its attempts); another
+# request under a key already used is refused instead of answered with the
+# first one's outcome.
+request_fingerprint: ContextVar[str | None] = ContextVar("request_fingerprint", default=None)
+
+
+def fingerprint(method: str, path: str, query: bytes, body: bytes) -> str:
+    hasher = hashlib.sha256(f"{method}\n{path}\n".encode())
+    hasher.update(query + b"\n")
+    hasher.update(body)
+    return hasher.hexdigest()[:32]
 
 
 def valid_key(key: str) -> bool:

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from node.errors import InvalidRequest, PayloadTooLarge, ShoalError, Unauthorized
 from node.fast_routes import FastRoutes
-from node.idempotency import MAX_KEY, request_key, valid_key
+from node.idempotency import MAX_KEY, fingerprint, request_fingerprint, request_key, valid_key
 from node.metrics import NodeMetrics
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
@@ -75,6 +75,7 @@ class NodeMiddleware:
 
         key = dict(scope.get("headers") or []).get(b"idempotency-key")
         token = request_key.set(key.decode(errors="replace") if key is not None else None)
+        printed = request_fingerprint.set(None)
         try:
             refusal = self._refusal(scope)
             if refusal is None and key is not None and not valid_key(request_key.get() or ""):
@@ -91,7 +92,7 @@ class NodeMiddleware:
                 await _send_problem(send_tagged, refusal, scope["path"])
             elif fast is not None:
                 try:
-                    body = await self._body(receive)
+                    body = await self._body(receive, scope)
                 except _Disconnected:
                     return  # the peer went away before its message arrived
                 await _answer_fast(fast, scope, body, send_tagged)
@@ -99,13 +100,13 @@ class NodeMiddleware:
                 route, params = public
                 label = route.template
                 try:
-                    body = await self._body(receive)
+                    body = await self._body(receive, scope)
                 except _Disconnected:
                     return
                 answer = await routes.answer(route, params, scope, body)
                 await answer(scope, receive, send_tagged)
             else:
-                await self.app(scope, await self._buffered(receive), send_tagged)
+                await self.app(scope, await self._buffered(receive, scope), send_tagged)
         except _TooLarge:
             await _send_problem(
                 send_tagged,
@@ -117,6 +118,7 @@ class NodeMiddleware:
             )
         finally:
             request_key.reset(token)
+            request_fingerprint.reset(printed)
             if label is None:
                 label = getattr(scope.get("route"), "path", "unmatched")
             if (scope.get("method", ""), scope["path"]) in self.fast_routes:
@@ -147,15 +149,15 @@ class NodeMiddleware:
             return Unauthorized("the API key is not valid for this node")
         return None
 
-    async def _buffered(self, receive: Receive) -> Receive:
+    async def _buffered(self, receive: Receive, scope: Scope) -> Receive:
         """Read the whole body (refusing it past the limit), then replay it."""
         try:
-            body = await self._body(receive)
+            body = await self._body(receive, scope)
         except _Disconnected as gone:
             return _replay([gone.message], receive)
         return _replay([{"type": "http.request", "body": body, "more_body": False}], receive)
 
-    async def _body(self, receive: Receive) -> bytes:
+    async def _body(self, receive: Receive, scope: Scope) -> bytes:
         """The whole request body, refused past the limit."""
         chunks: list[bytes] = []
         seen = 0
@@ -169,7 +171,13 @@ class NodeMiddleware:
                 raise _TooLarge
             chunks.append(chunk)
             if not message.get("more_body", False):
-                return b"".join(chunks)
+                body = b"".join(chunks)
+                if request_key.get() is not None:
+                    request_fingerprint.set(fingerprint(
+                        scope.get("method", ""), scope["path"], scope.get("query_string", b""),
+                        body,
+                    ))  # fmt: skip
+                return body
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

@@ -50,7 +50,7 @@ from node.errors import (
     Unavailable,
     WriteNotApplied,
 )
-from node.idempotency import request_key
+from node.idempotency import request_fingerprint, request_key
 from node.ids import new_id, new_ids
 from node.store import views
 from node.store.library import IF_INDEX, IF_SERVER_EMBEDDED, Library
@@ -101,7 +101,9 @@ class Service:
         """
         self.leader_or_redirect()
         key = request_key.get()
-        remembered = self.state.remembered(key) if key is not None else None
+        remembered = (
+            self.state.remembered(key, request_fingerprint.get()) if key is not None else None
+        )
         if remembered is None:
             return None
         index, outcome = remembered
@@ -109,7 +111,7 @@ class Service:
 
     async def _commit(self, command: cmd.Command) -> Written:
         raft = self.leader_or_redirect()
-        payload = cmd.encode(command, request_key.get())
+        payload = cmd.encode(command, request_key.get(), request_fingerprint.get())
         try:
             committed = await asyncio.wait_for(raft.propose(payload), WRITE_TIMEOUT)
         except HandingOver as exc:

@@ -38,15 +38,24 @@ class RememberedOutcome:
     error: str | None
     detail: str | None
     packed_value: bytes | None
+    # Of the request that carried the key (None: logged before fingerprints).
+    fingerprint: str | None = None
 
     @classmethod
-    def of(cls, index: int, error: str | None, detail: str | None, value: Any) -> RememberedOutcome:
+    def of(
+        cls, index: int, error: str | None, detail: str | None, value: Any,
+        fingerprint: str | None = None,
+    ) -> RememberedOutcome:  # fmt: skip
         if value is None:
-            return cls(index, error, detail, None)
+            return cls(index, error, detail, None, fingerprint)
         packed = msgpack.packb(value, use_bin_type=True)
         if len(packed) <= OUTCOME_BYTES_KEPT:
-            return cls(index, error, detail, packed)
-        return cls(index, "AlreadyApplied", _not_kept(index, len(packed)), None)
+            return cls(index, error, detail, packed, fingerprint)
+        return cls(index, "AlreadyApplied", _not_kept(index, len(packed)), None, fingerprint)
+
+    def answers(self, fingerprint: str | None) -> bool:
+        """Whether a request with ``fingerprint`` is a retry of this one."""
+        return self.fingerprint is None or fingerprint is None or fingerprint == self.fingerprint
 
     def value(self) -> Any:
         if self.packed_value is None:
@@ -59,11 +68,14 @@ class RememberedOutcome:
             + len(key.encode())
             + len(self.packed_value or b"")
             + len((self.detail or "").encode())
+            + len(self.fingerprint or "")
         )
 
     def record(self, key: str) -> list[Any]:
-        """The snapshot (and digest) form."""
-        return [key, self.index, self.error, self.detail, self.packed_value]
+        """The snapshot (and digest) form; five fields when there is no
+        fingerprint, as snapshots written before fingerprints have."""
+        fields = [key, self.index, self.error, self.detail, self.packed_value]
+        return fields if self.fingerprint is None else [*fields, self.fingerprint]
 
 
 def _not_kept(index: int, size: int) -> str:

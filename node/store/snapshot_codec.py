@@ -127,9 +127,8 @@ def restore(state: StateMachine, records: Iterable[Any], index: int, term: int) 
     index_state: dict[str, Any] = {}
     for record in records:
         if "requests" in record:
-            for key, entry_index, error, detail, packed_value in record["requests"]:
-                outcome = RememberedOutcome(entry_index, error, detail, packed_value)
-                state.requests.remember(key, outcome)
+            for key, *fields in record["requests"]:
+                state.requests.remember(key, RememberedOutcome(*fields))
         elif "library" in record:
             _load_index(library, index_state)
             library = Library(LibraryInfo(*record["library"]))

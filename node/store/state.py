@@ -103,12 +103,14 @@ class StateMachine:
 
     def _apply_command(self, entry: LogEntry, want_result: bool) -> Outcome:
         try:
-            command, key = cmd.decode(entry.payload)
+            command, key, fingerprint = cmd.decode_keyed(entry.payload)
         except Exception as exc:
             return _apply_failed(entry.index, "the log entry is not a command this node reads", exc)
-        remembered = self.remembered(key) if key is not None else None
+        remembered = self.remembered(key, fingerprint) if key is not None else None
         if remembered is not None:
-            return remembered[1]  # a retry that reached the log: not again
+            # A retry that reached the log: not again. Another request under
+            # a used key (two raced past the service's check): refused.
+            return remembered[1]
         want = want_result or key is not None
         try:
             outcome = Outcome(value=self._handlers[type(command)](command, entry.index, want))
@@ -119,21 +121,29 @@ class StateMachine:
         except Exception as exc:
             outcome = _apply_failed(entry.index, f"the {command.op} command failed", exc)
         if key is not None:
-            self.remember(key, entry.index, outcome)
+            self.remember(key, entry.index, outcome, fingerprint)
         return outcome
 
-    def remember(self, key: str, index: int, outcome: Outcome) -> None:
-        remembered = RememberedOutcome.of(index, outcome.error, outcome.detail, outcome.value)
+    def remember(
+        self, key: str, index: int, outcome: Outcome, fingerprint: str | None = None
+    ) -> None:
+        remembered = RememberedOutcome.of(
+            index, outcome.error, outcome.detail, outcome.value, fingerprint
+        )
         self.requests.remember(key, remembered)
 
-    def remembered(self, key: str) -> tuple[int, Outcome] | None:
-        """(log index, outcome) of the keyed write ``key``, if still remembered.
+    def remembered(self, key: str, fingerprint: str | None = None) -> tuple[int, Outcome] | None:
+        """(log index, outcome) of the keyed write ``key``, if still remembered;
+        for a request with another ``fingerprint``, an IdempotencyKeyReused
+        outcome instead of the first one's.
 
         Safe on any thread.
         """
         found = self.requests.get(key)
         if found is None:
             return None
+        if not found.answers(fingerprint):
+            return found.index, Outcome(error="IdempotencyKeyReused", detail=_reused(found.index))
         return found.index, Outcome(found.value(), found.error, found.detail)
 
     def _library(self, library_id: str) -> Library:
@@ -274,3 +284,10 @@ class StateMachine:
 
     def library_id_by_name(self, name: str) -> str | None:
         return self.names.get(name)
+
+
+def _reused(index: int) -> str:
+    return (
+        f"this Idempotency-Key was already used, at log index {index}, for a different request "
+        "(another method, path or body); nothing was applied. Send a new write with a new key"
+    )

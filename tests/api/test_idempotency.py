@@ -70,3 +70,29 @@ def test_a_retry_whose_answer_was_too_large_to_keep_is_a_409(
 def test_bad_keys_are_refused(api: httpx.Client) -> None:
     response = api.post("/libraries", json={"name": "k"}, headers={"Idempotency-Key": "x" * 300})
     assert response.status_code == 422 and "Idempotency-Key" in response.json()["detail"]
+
+
+def test_a_key_used_again_for_another_request_is_refused_and_applies_nothing(
+    api: httpx.Client, library: Callable[..., dict[str, Any]]
+) -> None:
+    lib = library()
+    path = f"/libraries/{lib['id']}/documents"
+    key = {"Idempotency-Key": f"reused-{uuid.uuid4()}"}
+    first = api.post(path, json={"chunks": [{"text": "first", "embedding": [1.0, 2.0]}]},
+                     headers=key)  # fmt: skip
+    assert first.status_code == 201
+    other_body = api.post(path, json={"chunks": [{"text": "second", "embedding": [3.0, 4.0]}]},
+                          headers=key)  # fmt: skip
+    other_path = api.post("/libraries", json={"name": f"x-{uuid.uuid4().hex[:6]}"}, headers=key)
+    for refused in (other_body, other_path):
+        assert refused.status_code == 422, refused.text
+        problem = refused.json()
+        assert problem["type"].endswith("/idempotency-key-reused")
+        assert (
+            "different request" in problem["detail"] and "nothing was applied" in problem["detail"]
+        )
+    assert api.get(f"/libraries/{lib['id']}").json()["document_count"] == 1
+    # The first request, sent again byte for byte, still gets its own answer.
+    again = api.post(path, content=first.request.content, headers={
+        **key, "content-type": "application/json"})  # fmt: skip
+    assert again.status_code == 201 and again.json()["id"] == first.json()["id"]

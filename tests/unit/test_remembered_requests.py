@@ -175,3 +175,51 @@ def test_readers_on_other_threads_meet_a_busy_applier() -> None:
         stop.set()
         thread.join()
     assert failures == []
+
+
+def test_a_key_sent_again_with_another_request_is_refused_on_every_replica(
+    tmp_path: Path,
+) -> None:
+    """Two different requests under one key can both pass the service's check
+    (they race); the second is refused where it is applied, alike everywhere,
+    and the first one's memory stays as it was, through a snapshot too."""
+    machines = StateMachine(), StateMachine()
+    log = started(*machines)
+    first = cmd.DeleteDocument(LIBRARY, "d1")
+    other = cmd.DeleteDocument(LIBRARY, "d2")
+
+    def logged(command: cmd.Command, fingerprint: str | None) -> Outcome:
+        log.index += 1
+        payload = cmd.encode(command, "shared-key", fingerprint)
+        entry = LogEntry(log.index, 1, EntryKind.COMMAND, payload)
+        outcomes = [machine.apply(entry) for machine in machines]
+        assert outcomes[0] == outcomes[1]
+        return outcomes[0]
+
+    applied = logged(first, "a" * 32)
+    assert applied.error == "NotFound"
+    index = log.index
+    refused = logged(other, "b" * 32)
+    assert refused.error == "IdempotencyKeyReused" and f"log index {index}" in (
+        refused.detail or ""
+    )
+    retried = logged(first, "a" * 32)
+    assert retried == applied  # the first request's retry still gets its outcome
+    assert state_digest(machines[0]) == state_digest(machines[1])
+    for machine in (machines[0], snapshot_round_trip(machines[0], tmp_path)):
+        assert machine.remembered("shared-key", "a" * 32) == (index, applied)
+        reused = machine.remembered("shared-key", "b" * 32)
+        assert reused is not None and reused[1].error == "IdempotencyKeyReused"
+        # A check without a fingerprint (an entry logged by an older node) answers.
+        assert machine.remembered("shared-key") == (index, applied)
+
+
+def test_snapshots_of_remembered_keys_without_fingerprints_still_load(tmp_path: Path) -> None:
+    machine = StateMachine()
+    log = started(machine)
+    log.apply(cmd.DeleteDocument(LIBRARY, "d1"), "old-key")  # no fingerprint: as before
+    records = capture(machine).requests
+    assert all(len(record) == 5 for record in records)
+    restored = snapshot_round_trip(machine, tmp_path)
+    assert restored.remembered("old-key", "c" * 32) == machine.remembered("old-key")
+    assert state_digest(restored) == state_digest(machine)
