@@ -25,7 +25,7 @@ from pathlib import Path
 import msgpack
 
 from node.store.digest import state_digest
-from node.store.snapshot_codec import FORMAT, restore
+from node.store.snapshot_codec import READABLE_FORMATS, restore
 from node.store.state import StateMachine
 from replication.membership import ClusterStore, Configuration, Member
 from wal import SnapshotInfo, SnapshotStore, StableStore
@@ -100,28 +100,40 @@ def restore_backup(path: Path, data_dir: Path, node_id: str) -> BackupHeader:
     """Make ``data_dir`` (absent or empty) a new cluster of one holding the
     backup's state; checked against its checksum and its digest."""
     header, offset = read_header(path)
-    if data_dir.exists() and any(data_dir.iterdir()):
-        raise BadBackup(f"{data_dir} is not empty; restore into a new directory")
-    snapshots = data_dir / "snapshots"
-    snapshots.mkdir(parents=True, exist_ok=True)
+    if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
+        raise BadBackup(f"{data_dir} is not an empty directory; restore into a new one")
+    # Built beside it and renamed into place once whole: a crash leaves no
+    # half-made data directory for serve to start on.
+    parent = data_dir.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    building = parent / f".{data_dir.name}.restoring-{uuid.uuid4().hex[:8]}"
+    snapshots = building / "snapshots"
+    snapshots.mkdir(parents=True)
     name = f"snapshot-{header.index:020d}-{header.term:020d}.snap"
     target = snapshots / name
     try:
         _copy_checked(path, offset, header, target)
         info = SnapshotInfo(header.index, header.term, target)
         meta, records = SnapshotStore(snapshots).read(info)
-        if meta.get("format") != FORMAT:
+        if meta.get("format") not in READABLE_FORMATS:
             raise BadBackup(f"the backup is in snapshot format {meta.get('format')}; this "
-                            f"Shoal reads format {FORMAT}")  # fmt: skip
+                            f"Shoal reads formats {READABLE_FORMATS}")  # fmt: skip
         state = StateMachine()
         restore(state, records, header.index, header.term)
         if state_digest(state) != header.digest:
             raise BadBackup("the restored state's digest differs from the source's")
-        StableStore(data_dir / "term").save(header.term, None)
+        if meta.get("term") != header.term:
+            raise BadBackup("the snapshot's term differs from the backup header's")
+        StableStore(building / "term").save(header.term, None)
         fresh = Configuration(uuid.uuid4().hex[:16], (Member(node_id, PLACEHOLDER_URL),))
-        ClusterStore(data_dir / "cluster").save(fresh)
+        ClusterStore(building / "cluster").save(fresh)
+        fsync_dir(building)
+        if data_dir.exists():
+            data_dir.rmdir()  # empty, checked above
+        os.replace(building, data_dir)
+        fsync_dir(parent)
     except BaseException:
-        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(building, ignore_errors=True)
         raise
     return header
 

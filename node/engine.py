@@ -25,13 +25,19 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 from indexes.warmup import warm_kernels
 from node.settings import Settings
 from node.snapshot_inbox import SnapshotInbox, TransferKey
 from node.store.digest import state_digest
-from node.store.snapshot_codec import FORMAT, Image, capture, restore
+from node.store.snapshot_codec import (
+    READABLE_FORMATS,
+    Image,
+    capture,
+    configuration_of,
+    restore,
+)
 from node.store.state import StateMachine
 from replication.membership import (
     ClusterStore,
@@ -218,6 +224,21 @@ class Engine:
             raise RuntimeError("the node has not opened its data directory")
         return self.membership
 
+    def cluster_supports(self, feature: str) -> bool:
+        """Whether every other member said, in its latest answer, that it
+        supports ``feature`` (see replication.features)."""
+        raft = self.raft
+        peers = self.configuration.peers_of(self.settings.node_id)
+        if not peers:
+            return True
+        if raft is None or raft.transport is None:
+            return False
+        for peer in peers:
+            said = raft.transport.features_of(peer)
+            if said is None or feature not in said:
+                return False
+        return True
+
     def member_urls(self) -> dict[str, str]:
         """Every member's URL by node id, this node's included."""
         if self.membership is None:
@@ -361,13 +382,15 @@ class Engine:
         if found is None:
             return 0, 0
         info, meta, records = found
-        if meta.get("format") != FORMAT:
+        if meta.get("format") not in READABLE_FORMATS:
             raise CorruptLog(
                 f"snapshot {info.path.name} is in snapshot format {meta.get('format')}, which "
-                f"this Shoal does not read (it reads only format {FORMAT}); wipe the node's data "
-                "directory: a cluster node then rejoins from the leader, a single node starts empty"
+                f"this Shoal does not read (it reads formats {READABLE_FORMATS}); wipe the node's "
+                "data directory: a cluster node then rejoins from the leader, a single node "
+                "starts empty"
             )
         restore(self.state, records, info.index, info.term)
+        self.state.configuration = configuration_of(meta)
         self.last_snapshot = info
         self._state_bytes = _file_bytes(info.path)
         return info.index, info.term
@@ -460,7 +483,7 @@ class Engine:
         if newest is not None and image.index <= newest.index:
             return newest  # a leader's snapshot was installed since the capture
         started = time.perf_counter()
-        writer = self.snapshots.begin(image.index, image.term, {"format": FORMAT})
+        writer = self.snapshots.begin(image.index, image.term, image.meta())
         try:
             image.write(writer)
             info = writer.commit()
@@ -500,10 +523,11 @@ class Engine:
                 return self.last_snapshot
             return self._write_snapshot(image)
 
-    def snapshot_for_backup(self) -> tuple[SnapshotInfo, str, int]:
+    def snapshot_for_backup(self) -> tuple[SnapshotInfo, str, BinaryIO]:
         """A snapshot of the state as applied now (every applied entry is
-        committed), the state digest at that index, and an open descriptor on
-        the file (a later snapshot may prune it; the descriptor keeps it)."""
+        committed), the state digest at that index, and the file opened (a
+        later snapshot may prune it; the open file keeps it, and closes when
+        dropped, whoever drops it)."""
         assert self.raft is not None
         with self._snapshot_running:
             with self.raft.applying_lock:
@@ -520,7 +544,7 @@ class Engine:
                 info = self._write_snapshot(image)
             if info.index != image.index:  # a leader's snapshot was installed meanwhile
                 raise RuntimeError("the state moved to a leader's snapshot; try again")
-            return info, digest, os.open(info.path, os.O_RDONLY)
+            return info, digest, open(info.path, "rb", buffering=0)  # noqa: SIM115
 
     def _newest_snapshot(self) -> tuple[Path, int, int] | None:
         newest = self.snapshots.all()
@@ -537,10 +561,11 @@ class Engine:
         """
         try:
             meta, records = self.snapshots.read(SnapshotInfo(index, term, path))
-            if meta.get("format") != FORMAT or meta.get("term") != term:
+            if meta.get("format") not in READABLE_FORMATS or meta.get("term") != term:
                 raise CorruptSnapshot(f"the leader's snapshot at {index} has an unexpected meta")
             fresh = StateMachine()
             restore(fresh, records, index, term)
+            fresh.configuration = configuration_of(meta)
         except BaseException:
             path.unlink(missing_ok=True)
             raise

@@ -19,8 +19,10 @@ from node.errors import InvalidRequest, PayloadTooLarge, ShoalError, Unauthorize
 from node.fast_routes import FastRoutes
 from node.idempotency import MAX_KEY, fingerprint, request_fingerprint, request_key, valid_key
 from node.metrics import NodeMetrics
+from replication import features
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
+FEATURES = " ".join(sorted(features.OURS)).encode()
 
 
 class _TooLarge(Exception):
@@ -70,7 +72,8 @@ class NodeMiddleware:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-shoal-node", self.node_id)]
+                message["headers"] = [*message["headers"], (b"x-shoal-node", self.node_id),
+                                      (b"x-shoal-features", FEATURES)]  # fmt: skip
             await send(message)
 
         key = dict(scope.get("headers") or []).get(b"idempotency-key")

@@ -57,6 +57,7 @@ from node.store.library import IF_INDEX, IF_SERVER_EMBEDDED, Library
 from node.store.rwlock import LockBusy
 from node.timeutil import datetime_to_us, now_us
 from node.vectors import check_dimension, embedding_matrix, reject_zero_vectors
+from replication.features import REQUEST_FINGERPRINTS
 from replication.interfaces import NotAccepting
 from replication.raft import HandingOver, NotLeader
 from replication.runner import OutcomeUnknown as RaftOutcomeUnknown
@@ -111,7 +112,11 @@ class Service:
 
     async def _commit(self, command: cmd.Command) -> Written:
         raft = self.leader_or_redirect()
-        payload = cmd.encode(command, request_key.get(), request_fingerprint.get())
+        # Older members cannot read a fingerprint: left out until all can.
+        printed = request_fingerprint.get()
+        if printed is not None and not self.engine.cluster_supports(REQUEST_FINGERPRINTS):
+            printed = None
+        payload = cmd.encode(command, request_key.get(), printed)
         try:
             committed = await asyncio.wait_for(raft.propose(payload), WRITE_TIMEOUT)
         except HandingOver as exc:

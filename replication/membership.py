@@ -20,6 +20,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgpack
+
 from wal.checked_file import DamagedFile, read_checked, write_checked
 
 _MAGIC = b"SHOALCF1"
@@ -77,6 +79,15 @@ class Configuration:
         if not members:
             raise ValueError("a configuration without members")
         return cls(value["cluster_id"], tuple(members))
+
+
+def encode_configuration(configuration: Configuration) -> bytes:
+    """The payload of a CONFIG log entry."""
+    return msgpack.packb(configuration.to_wire(), use_bin_type=True)
+
+
+def decode_configuration(payload: bytes) -> Configuration:
+    return Configuration.from_wire(msgpack.unpackb(payload, raw=False))
 
 
 def bootstrap_id(urls: dict[str, str]) -> str:

@@ -17,6 +17,9 @@ MAX_IDLE = 8
 MAX_HEADER_LINES = 100
 
 
+FEATURES_HEADER_BYTES = b"x-shoal-features"
+
+
 class PeerUnreachable(Exception):
     pass
 
@@ -37,6 +40,9 @@ class PeerHttp:
         self._fixed = host_header + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self._idle: list[_Connection] = []
         self._closed = False
+        # What the peer's last answer said it supports (X-Shoal-Features);
+        # None until it answered (see replication.features).
+        self.features: frozenset[str] | None = None
 
     async def post(
         self, path: str, body: bytes, content_type: str, headers: dict[str, str] | None = None
@@ -79,8 +85,9 @@ class PeerHttp:
                 raise _NoAnswer(repr(exc)) from None
             if not status_line:
                 raise _NoAnswer("the peer closed the connection")
-            status, length, reusable = await _read_head(status_line, reader)
+            status, length, reusable, features = await _read_head(status_line, reader)
             body = await reader.readexactly(length)
+            self.features = features
             keep = reusable  # only once the whole answer is read: nothing left on the wire
             return status, body
         finally:
@@ -100,13 +107,16 @@ class _NoAnswer(ConnectionError):
     """The connection ended before the first byte of an answer."""
 
 
-async def _read_head(status_line: bytes, reader: asyncio.StreamReader) -> tuple[int, int, bool]:
+async def _read_head(
+    status_line: bytes, reader: asyncio.StreamReader
+) -> tuple[int, int, bool, frozenset[str]]:
     words = status_line.split(None, 2)
     if len(words) < 2 or not words[0].startswith(b"HTTP/1.") or not words[1].isdigit():
         raise ValueError(f"not an HTTP answer: {status_line[:80]!r}")
     status = int(words[1])
     length: int | None = None
     keep = words[0] == b"HTTP/1.1"
+    features: frozenset[str] = frozenset()
     for _ in range(MAX_HEADER_LINES):
         line = await reader.readline()
         if line in (b"\r\n", b"\n"):
@@ -123,8 +133,10 @@ async def _read_head(status_line: bytes, reader: asyncio.StreamReader) -> tuple[
             )
         elif name == b"transfer-encoding":
             raise ValueError("chunked answers are not expected from a peer")
+        elif name == FEATURES_HEADER_BYTES:
+            features = frozenset(value.decode(errors="replace").split())
     else:
         raise ValueError("too many header lines in the answer")
     if length is None:
         raise ValueError("the answer has no Content-Length")
-    return status, length, keep
+    return status, length, keep, features

@@ -26,6 +26,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from replication.membership import (
+    Configuration,
+    Member,
+    decode_configuration,
+    encode_configuration,
+)
 from replication.messages import (
     AppendRequest,
     AppendResponse,
@@ -62,6 +68,10 @@ class HandingOver(NotLeader):
 
 class CannotTransfer(ValueError):
     """A leadership transfer that cannot be made (no such voter, no peers)."""
+
+
+class MembershipChangeRefused(ValueError):
+    """A membership change that cannot be made now or at all."""
 
 
 class Role(StrEnum):
@@ -161,6 +171,8 @@ class Ready:
     commit_index: int = 0
     reads: list[tuple[int, int]] = field(default_factory=list)
     failed_reads: list[int] = field(default_factory=list)
+    # The member list changed (the runner connects to new members).
+    configuration_changed: bool = False
 
 
 @dataclass
@@ -181,6 +193,7 @@ class RaftCore:
         now: float,
         rng: random.Random | None = None,
         lost_tail: bool = False,
+        configurations: list[tuple[int, Configuration]] | None = None,
     ) -> None:
         """``lost_tail``: this node cut entries off its log at start that it may
         have acknowledged. Until it hears a leader of a newer term it neither
@@ -188,7 +201,14 @@ class RaftCore:
         It takes part again once a leader has brought it up to that leader's
         commit index (it then holds every committed entry again), or when no
         leader has been heard for ``lost_tail_patience`` (every node lost
-        power and cut its tail, say: waiting longer could never end)."""
+        power and cut its tail, say: waiting longer could never end).
+
+        ``configurations``: the member lists in force, as (log index, list),
+        oldest first: the one of the newest snapshot (or the bootstrap list,
+        at index 0) and each CONFIG entry in the log after it (see
+        :func:`configurations_in`). None: ``config.peers`` and this node, all
+        voters. An empty list: a node that joins and knows no list yet; it
+        never campaigns until a leader's log makes it a voter."""
         self.config = config
         self.id = config.node_id
         self.log = log
@@ -213,16 +233,85 @@ class RaftCore:
         # A leadership transfer under way: the target, and when it gives up.
         self.transfer_to: str | None = None
         self._transfer_deadline = 0.0
+        self._now = now
+        if configurations is None:
+            members = (Member(node, "", True) for node in (config.node_id, *config.peers))
+            configurations = [(0, Configuration("", tuple(members)))]
+        self._configurations: list[tuple[int, Configuration]] = list(configurations)
+        self.voters: frozenset[str] = frozenset()
+        self.members: frozenset[str] = frozenset()
+        self._take_configuration()
+        alone = self.voters == {self.id}
         # A cluster of one has nobody to wait for.
-        self.waits_for_leader_after = term if lost_tail and config.peers else None
+        self.waits_for_leader_after = term if lost_tail and not alone else None
         self._patience_from = now
-        if not config.peers:
+        if alone:
             self._election_deadline = now  # a cluster of one elects itself at once
 
     # ------------------------------------------------------------- helpers
     @property
     def quorum(self) -> int:
-        return (len(self.config.peers) + 1) // 2 + 1
+        return len(self.voters) // 2 + 1
+
+    @property
+    def configuration(self) -> Configuration | None:
+        """The member list in force (the newest in the log), if any."""
+        return self._configurations[-1][1] if self._configurations else None
+
+    @property
+    def configuration_index(self) -> int:
+        return self._configurations[-1][0] if self._configurations else 0
+
+    def configuration_at(self, index: int) -> Configuration | None:
+        """The member list in force at log index ``index`` (for a snapshot)."""
+        earlier = [c for at, c in self._configurations if at <= index]
+        return earlier[-1] if earlier else None
+
+    def _take_configuration(self) -> None:
+        """Voters, members and (on a leader) progress after the list changed."""
+        latest = self.configuration
+        self.voters = frozenset(latest.voters()) if latest else frozenset()
+        self.members = frozenset(latest.urls()) if latest else frozenset()
+        self._ready.configuration_changed = True
+        if self.role is Role.LEADER:
+            nxt = self.log.last_index() + 1
+            for peer in sorted(self.members - {self.id} - set(self.progress)):
+                self.progress[peer] = Progress(nxt, last_ack=self._now)
+            for gone in sorted(set(self.progress) - self.members):
+                del self.progress[gone]
+
+    def _configurations_appended(self, entries: list[LogEntry]) -> None:
+        changed = False
+        for entry in entries:
+            if entry.kind is EntryKind.CONFIG:
+                self._configurations.append((entry.index, decode_configuration(entry.payload)))
+                changed = True
+        if changed:
+            self._take_configuration()
+
+    def _configurations_truncated(self, after: int) -> None:
+        kept = [(index, c) for index, c in self._configurations if index <= after]
+        if len(kept) != len(self._configurations):
+            self._configurations = kept
+            self._take_configuration()
+
+    def _voter_peers(self) -> list[str]:
+        return sorted(self.voters - {self.id})
+
+    def _tally(self) -> int:
+        """Votes that count: those of voters of the list in force."""
+        return len(self._votes & self.voters)
+
+    def _may_campaign(self) -> bool:
+        """A voter may; so may a node that a change not yet committed (as far
+        as it knows) made a learner or removed: that change may need this
+        node's log to commit, and without it nobody could be elected (the
+        others' logs lack the change)."""
+        if self.id in self.voters:
+            return True
+        if self.configuration_index > self.commit_index and len(self._configurations) >= 2:
+            return self.id in self._configurations[-2][1].voters()
+        return False
 
     def _random_timeout(self) -> float:
         low, high = self.config.election_timeout
@@ -273,10 +362,13 @@ class RaftCore:
 
     # --------------------------------------------------------------- ticks
     def tick(self, now: float) -> None:
+        self._now = now
         if self.halted:
             return
         if self.role is Role.LEADER:
             self._leader_tick(now)
+        elif not self._may_campaign():
+            self._election_deadline = now + self._random_timeout()  # learners never campaign
         elif now >= self._election_deadline:
             if self.waits_for_leader_after is not None:
                 patience = self.config.lost_tail_patience
@@ -291,10 +383,10 @@ class RaftCore:
         self.leader_id = None
         self._votes = {self.id}
         self._election_deadline = now + self._random_timeout()
-        if len(self._votes) >= self.quorum:
+        if self._tally() >= self.quorum:
             self._start_election(now)
             return
-        for peer in self.config.peers:
+        for peer in self._voter_peers():
             self._send(
                 peer,
                 VoteRequest(
@@ -312,10 +404,10 @@ class RaftCore:
         self._set_term(self.term + 1, self.id)
         self._votes = {self.id}
         self._election_deadline = now + self._random_timeout()
-        if len(self._votes) >= self.quorum:
+        if self._tally() >= self.quorum:
             self._become_leader(now)
             return
-        for peer in self.config.peers:
+        for peer in self._voter_peers():
             self._send(
                 peer,
                 VoteRequest(
@@ -335,7 +427,8 @@ class RaftCore:
         self._became_leader_at = now
         nxt = self.log.last_index() + 1
         # Where each follower's log matches ours is unknown: probe from our end.
-        self.progress = {peer: Progress(nxt, last_ack=now) for peer in self.config.peers}
+        peers = sorted(self.members - {self.id})  # sorted: a seeded simulation replays exactly
+        self.progress = {peer: Progress(nxt, last_ack=now) for peer in peers}
         # A no-op of our own term: committing it commits everything before it.
         self._append_local(b"", EntryKind.NOOP)
         self._broadcast(now, force=True)
@@ -345,7 +438,10 @@ class RaftCore:
             self.transfer_to = None  # the target did not take over: lead on
         low = self.config.election_timeout[0]
         if now - self._became_leader_at >= low:
-            heard = 1 + sum(1 for p in self.progress.values() if now - p.last_ack < low)
+            heard = int(self.id in self.voters) + sum(
+                1 for peer, p in self.progress.items()
+                if peer in self.voters and now - p.last_ack < low
+            )  # fmt: skip
             if heard < self.quorum:  # check-quorum: we may be cut off; stop leading
                 self._become_follower(self.term, None, now)
                 return
@@ -362,6 +458,7 @@ class RaftCore:
     # ----------------------------------------------------------- proposals
     def propose(self, payload: bytes, now: float) -> tuple[int, int]:
         """Append a command; returns (index, term). Raises NotLeader."""
+        self._now = now
         if self.role is not Role.LEADER or self.halted:
             raise NotLeader(self.leader_id)
         if self.transfer_to is not None:
@@ -373,9 +470,48 @@ class RaftCore:
 
     def _append_local(self, payload: bytes, kind: EntryKind) -> int:
         index = self.log.last_index() + 1
-        self.log.append([LogEntry(index, self.term, kind, payload)])
+        entry = LogEntry(index, self.term, kind, payload)
+        self.log.append([entry])
         self._ready.sync_log = True
+        if kind is EntryKind.CONFIG:
+            self._configurations_appended([entry])
         return index
+
+    def propose_configuration(self, configuration: Configuration, now: float) -> tuple[int, int]:
+        """Append a new member list; returns (index, term).
+
+        One change at a time, and each moves at most one voter (a learner
+        may come or go freely): any majority of the old voters and any of
+        the new then overlap, so two leaders of one term cannot be elected
+        across a change (Raft thesis §4.1). Not before this leader has
+        committed an entry of its own term: a change of an earlier leader
+        that never committed could otherwise be overtaken (the thesis's
+        errata to §4.1). A leader that removes itself leads until the
+        change commits, then steps down.
+        """
+        self._now = now
+        if self.role is not Role.LEADER or self.halted:
+            raise NotLeader(self.leader_id)
+        if self.transfer_to is not None:
+            raise HandingOver(self.transfer_to)
+        if self.configuration_index > self.commit_index:
+            raise MembershipChangeRefused(
+                f"the change at entry {self.configuration_index} has not committed yet; one "
+                "change at a time"
+            )
+        if self.log.term_at(self.commit_index) != self.term:
+            raise MembershipChangeRefused("this leader is new; retry in a moment")
+        new_voters = frozenset(configuration.voters())
+        if not new_voters:
+            raise MembershipChangeRefused("a cluster needs at least one voter")
+        if len(new_voters ^ self.voters) > 1:
+            raise MembershipChangeRefused(
+                "a change may add or remove one voter at a time (add a node as a learner, "
+                "then promote it)"
+            )
+        index = self._append_local(encode_configuration(configuration), EntryKind.CONFIG)
+        self._broadcast(now, force=False, fresh_only=True)
+        return index, self.term
 
     def log_synced(self, index: int, now: float) -> None:
         """The runner made the log durable up to ``index``."""
@@ -401,8 +537,8 @@ class RaftCore:
             # ones too.
             window = max(3 * self.config.heartbeat_interval, self.config.election_timeout[0] / 2)
             recent, since = now - window, self._became_leader_at
-            heard = sorted(peer for peer, p in self.progress.items()
-                           if p.last_ack >= recent and p.acked_sent >= since)  # fmt: skip
+            heard = sorted(peer for peer, p in self.progress.items() if peer in self.voters
+                           and p.last_ack >= recent and p.acked_sent >= since)  # fmt: skip
             if not heard:
                 raise CannotTransfer("no follower has answered lately to take over")
             target = max(heard, key=lambda peer: self.progress[peer].match_index)
@@ -410,7 +546,7 @@ class RaftCore:
             self.transfer_to = None  # staying: a transfer under way is called off
             return target
         progress = self.progress.get(target)
-        if progress is None:
+        if progress is None or target not in self.voters:
             raise CannotTransfer(f"{target} is not a voting member of this cluster")
         if self.transfer_to != target:
             self.transfer_to = target
@@ -531,15 +667,23 @@ class RaftCore:
         progress.snapshot_retry_at = now + self.config.snapshot_backoff
 
     def _advance_commit(self, now: float) -> None:
-        matches = sorted(
-            [self.synced_index] + [p.match_index for p in self.progress.values()], reverse=True
-        )
+        # Voters only; this node counts itself while it is one (a leader
+        # that removed itself manages the change without counting itself).
+        matches = [p.match_index for peer, p in self.progress.items() if peer in self.voters]
+        if self.id in self.voters:
+            matches.append(self.synced_index)
+        matches.sort(reverse=True)
+        if len(matches) < self.quorum:
+            return
         candidate = matches[self.quorum - 1]
         # Only entries of our own term are committed by counting (Raft §5.4.2).
         if candidate > self.commit_index and self.log.term_at(candidate) == self.term:
             self.commit_index = candidate
             self._ready.commit_index = candidate
             self._release_pending_reads(now)
+            if self.id not in self.voters and self.configuration_index <= candidate:
+                self._become_follower(self.term, None, now)  # removed, and that is committed
+                return
         self._release_reads()
 
     # ----------------------------------------------------------- messages
@@ -550,6 +694,7 @@ class RaftCore:
         A :class:`SnapshotRequest` answered with None means: install that
         snapshot, then call :meth:`snapshot_installed` for the answer.
         """
+        self._now = now
         if self.halted:
             raise NotLeader(None)
         if isinstance(message, (Unreachable, SnapshotProgress)):
@@ -630,17 +775,17 @@ class RaftCore:
         return VoteResponse(self.term, self.id, granted, False, request.rpc)
 
     def _on_vote_response(self, response: VoteResponse, now: float) -> None:
-        if not response.granted:
+        if not response.granted or response.sender not in self.voters:
             return
         if (response.pre_vote and self.role is Role.PRE_CANDIDATE
                 and response.term == self.term + 1):  # fmt: skip
             self._votes.add(response.sender)
-            if len(self._votes) >= self.quorum:
+            if self._tally() >= self.quorum:
                 self._start_election(now)
         elif (not response.pre_vote and self.role is Role.CANDIDATE
               and response.term == self.term):  # fmt: skip
             self._votes.add(response.sender)
-            if len(self._votes) >= self.quorum:
+            if self._tally() >= self.quorum:
                 self._become_leader(now)
 
     def _heard_from_leader(self, leader: str, now: float) -> None:
@@ -698,8 +843,10 @@ class RaftCore:
                     raise SafetyViolation(f"asked to overwrite committed entry {entry.index}")
                 self.log.truncate_after(entry.index - 1)
                 self.synced_index = min(self.synced_index, entry.index - 1)
+                self._configurations_truncated(entry.index - 1)
             self.log.append(entries[position:])
             self._ready.sync_log = True
+            self._configurations_appended(entries[position:])
             break
         match = prev + len(entries)
         # A late request confirms less than we already know is committed;
@@ -793,21 +940,31 @@ class RaftCore:
         return None
 
     def snapshot_installed(
-        self, leader: str, last_index: int, last_term: int, rpc: int, now: float
-    ) -> SnapshotResponse:
+        self, leader: str, last_index: int, last_term: int, rpc: int, now: float,
+        configuration: Configuration | None = None,
+    ) -> SnapshotResponse:  # fmt: skip
         """The state now equals the leader's snapshot (made durable first).
 
         Our log is kept after the snapshot when it agrees with it there;
-        otherwise it restarts right after the snapshot.
+        otherwise it restarts right after the snapshot. ``configuration``:
+        the member list in force at ``last_index``, which the snapshot holds.
         """
         if last_index <= self.commit_index:
             raise SafetyViolation(
                 f"snapshot at {last_index} installed over committed entries up to "
                 f"{self.commit_index}"
             )
-        if self.log.term_at(last_index) != last_term or self.log.first_index() > last_index + 1:
+        kept = not (
+            self.log.term_at(last_index) != last_term or self.log.first_index() > last_index + 1
+        )
+        if not kept:
             self.log.reset(last_index + 1, last_term)
             self.synced_index = last_index
+        earlier = [c for c in self._configurations if c[0] <= last_index]
+        base = configuration if configuration is not None else (earlier[-1][1] if earlier else None)
+        later = [c for c in self._configurations if c[0] > last_index] if kept else []
+        self._configurations = ([(last_index, base)] if base is not None else []) + later
+        self._take_configuration()
         self.commit_index = last_index
         self._ready.commit_index = last_index
         if self.leader_id == leader:
@@ -832,6 +989,7 @@ class RaftCore:
     def read_index(self, read_id: int, now: float) -> None:
         """Ask to serve a linearizable read; released in Ready.reads as
         (read_id, index) once a quorum confirmed this node still leads."""
+        self._now = now
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader_id)
         read = _Read(read_id, self.commit_index, now)
@@ -859,7 +1017,10 @@ class RaftCore:
             return
         kept = []
         for read in self._reads:
-            confirmed = 1 + sum(1 for p in self.progress.values() if p.acked_sent >= read.since)
+            confirmed = int(self.id in self.voters) + sum(
+                1 for peer, p in self.progress.items()
+                if peer in self.voters and p.acked_sent >= read.since
+            )  # fmt: skip
             if confirmed >= self.quorum:
                 self._ready.reads.append((read.read_id, read.index))
             else:
@@ -876,3 +1037,19 @@ class RaftCore:
         ready = self._ready
         self._ready = Ready(commit_index=self.commit_index)
         return ready
+
+
+def configurations_in(
+    log: RaftLog, base: tuple[int, Configuration] | None
+) -> list[tuple[int, Configuration]]:
+    """The member lists in force from ``base`` (the newest snapshot's, or the
+    bootstrap list at 0) on, with each CONFIG entry of the log after it."""
+    found = [base] if base is not None else []
+    after = base[0] if base is not None else 0
+    lo, hi = max(after + 1, log.first_index()), log.last_index()
+    while lo <= hi:
+        batch = log.entries(lo, min(hi, lo + 1023))
+        found += [(e.index, decode_configuration(e.payload)) for e in batch
+                  if e.kind is EntryKind.CONFIG]  # fmt: skip
+        lo += len(batch) or hi + 1
+    return found

@@ -87,6 +87,11 @@ class HttpTransport:
         self._peers = {peer: PeerHttp(url, headers, timeout) for peer, url in peer_urls.items()}
         self._snapshot_client = httpx.AsyncClient(headers=headers, timeout=SNAPSHOT_CHUNK_SECONDS)
 
+    def features_of(self, peer: str) -> frozenset[str] | None:
+        """What ``peer`` said it supports in its last answer (None: no answer yet)."""
+        client = self._peers.get(peer)
+        return client.features if client is not None else None
+
     async def call(self, peer: str, message: Message) -> Message | None:
         """The peer's answer; None for a message that has none (TimeoutNow)."""
         faults = self.faults

@@ -21,6 +21,7 @@ import heapq
 import random
 from dataclasses import dataclass, field
 
+from replication.membership import Configuration, Member
 from replication.messages import (
     Message,
     SnapshotProgress,
@@ -29,11 +30,22 @@ from replication.messages import (
     decode,
     encode,
 )
-from replication.raft import CannotTransfer, NotLeader, RaftConfig, RaftCore, Ready, Role
+from replication.raft import (
+    CannotTransfer,
+    MembershipChangeRefused,
+    NotLeader,
+    RaftConfig,
+    RaftCore,
+    Ready,
+    Role,
+    configurations_in,
+)
 from wal import EntryKind
 from wal.memory_store import MemoryLogStore
 
 Applied = list[tuple[int, int, bytes]]
+# A snapshot: (index, term, applied prefix, the member list in force there).
+Snapshot = tuple[int, int, Applied, Configuration | None]
 
 
 @dataclass
@@ -45,10 +57,11 @@ class SimNode:
     # Every entry applied so far, from index 1 (a snapshot install replaces it
     # with the leader's prefix): the state machine, as a list.
     applied: Applied = field(default_factory=list)
-    # Durable snapshots, newest last: (index, term, applied prefix).
-    snapshots: list[tuple[int, int, Applied]] = field(default_factory=list)
+    # Durable snapshots, newest last.
+    snapshots: list[Snapshot] = field(default_factory=list)
     up: bool = True
     lives: int = 0  # crashes so far: work started before one dies with it
+    joined: bool = False  # added later: it knows no member list until a leader's log
 
 
 @dataclass(order=True)
@@ -78,11 +91,12 @@ class Cluster:
         self.disk_faults = disk_faults  # chance that one log sync fails
         self.apply_lag = apply_lag  # the applier trails commit by up to this
         # (leader, its term, rpc) -> the snapshot that transfer carries
-        self.transfers: dict[tuple[str, int, int], tuple[int, int, Applied]] = {}
+        self.transfers: dict[tuple[str, int, int], Snapshot] = {}
         # Installs under way: (when done, seq, follower, its lives, offer).
         self.installing: list[tuple[float, int, str, int, SnapshotRequest]] = []
         self.installs = 0
         self.ids = [f"n{i + 1}" for i in range(size)]
+        self.initial = Configuration("sim", tuple(Member(n, f"sim://{n}") for n in self.ids))
         self.now = 0.0
         self.drop, self.duplicate, self.max_delay = drop, duplicate, max_delay
         self.blocked: set[tuple[str, str]] = set()
@@ -98,9 +112,10 @@ class Cluster:
             self.nodes[node_id] = SimNode(node_id, log, self._core(node_id, log, 0, None))
 
     def _core(
-        self, node_id: str, log: MemoryLogStore, term: int, voted_for: str | None
-    ) -> RaftCore:
-        peers = tuple(p for p in self.ids if p != node_id)
+        self, node_id: str, log: MemoryLogStore, term: int, voted_for: str | None,
+        joined: bool = False,
+    ) -> RaftCore:  # fmt: skip
+        peers = tuple(p for p in self.initial.urls() if p != node_id)
         # Small batches, so followers that fall behind catch up over many
         # requests and commit indexes run ahead of what a request carries.
         config = RaftConfig(node_id, peers, election_timeout=(1.0, 2.0), heartbeat_interval=0.1,
@@ -108,9 +123,15 @@ class Cluster:
                             snapshot_stall=3.0)  # fmt: skip
         node = self.nodes.get(node_id)
         commit = node.snapshots[-1][0] if node is not None and node.snapshots else 0
+        # As a node restarts: the newest snapshot's list, or the bootstrap
+        # list (none for a node that joined later), then the log's CONFIG entries.
+        base: tuple[int, Configuration] | None = None if joined else (0, self.initial)
+        if node is not None and node.snapshots and node.snapshots[-1][3] is not None:
+            base = (node.snapshots[-1][0], node.snapshots[-1][3])
         return RaftCore(
-            config, log, term, voted_for, commit, self.now, random.Random(self.rng.random())
-        )
+            config, log, term, voted_for, commit, self.now, random.Random(self.rng.random()),
+            configurations=configurations_in(log, base),
+        )  # fmt: skip
 
     # ------------------------------------------------------------ network
     def partition(self, *groups: list[str]) -> None:
@@ -174,8 +195,8 @@ class Cluster:
         if not node.snapshots:
             self._schedule(peer, node.node_id, Unreachable(0, peer, rpc), 0.05)
             return
-        index, term, prefix = node.snapshots[-1]
-        self.transfers[(node.node_id, leader_term, rpc)] = (index, term, prefix)
+        index, term, prefix, configuration = node.snapshots[-1]
+        self.transfers[(node.node_id, leader_term, rpc)] = (index, term, prefix, configuration)
         delay = 0.0
         for _ in range(self.rng.randint(0, 3)):
             delay += self.rng.uniform(0.05, 0.4)
@@ -199,7 +220,7 @@ class Cluster:
 
     def _install(self, node: SimNode, offer: SnapshotRequest) -> Message:
         """The follower's side of a transfer the core asked to install."""
-        index, term, prefix = self.transfers[(offer.sender, offer.term, offer.rpc)]
+        index, term, prefix, configuration = self.transfers[(offer.sender, offer.term, offer.rpc)]
         assert index > len(node.applied), (
             f"{node.node_id} would roll back from {len(node.applied)} to {index}"
         )
@@ -207,9 +228,11 @@ class Cluster:
             seen = self.committed.setdefault(entry_index, (entry_term, payload))
             assert seen == (entry_term, payload), f"snapshot differs at {entry_index}"
         node.applied = list(prefix)
-        node.snapshots = [*node.snapshots[-1:], (index, term, list(prefix))]
+        node.snapshots = [*node.snapshots[-1:], (index, term, list(prefix), configuration)]
         self.installs += 1
-        return node.core.snapshot_installed(offer.sender, index, term, offer.rpc, self.now)
+        return node.core.snapshot_installed(
+            offer.sender, index, term, offer.rpc, self.now, configuration
+        )
 
     def _apply(self, node: SimNode, commit: int) -> None:
         while len(node.applied) < commit:
@@ -231,7 +254,9 @@ class Cluster:
         applied = len(node.applied)
         if not self.snapshot_every or applied - newest < self.snapshot_every:
             return
-        node.snapshots = [*node.snapshots[-1:], (applied, node.applied[-1][1], list(node.applied))]
+        configuration = node.core.configuration_at(applied)
+        snapshot = (applied, node.applied[-1][1], list(node.applied), configuration)
+        node.snapshots = [*node.snapshots[-1:], snapshot]
         if len(node.snapshots) == 2:
             node.log.compact_until(node.snapshots[0][0])
 
@@ -257,8 +282,30 @@ class Cluster:
     def restart(self, node_id: str) -> None:
         node = self.nodes[node_id]
         term, voted_for = node.saved_term
-        node.core = self._core(node_id, node.log, term, voted_for)
+        node.core = self._core(node_id, node.log, term, voted_for, node.joined)
         node.up = True
+
+    # ----------------------------------------------------------- membership
+    def add_node(self, node_id: str) -> None:
+        """A new, empty node that knows no member list (``--join``)."""
+        log = MemoryLogStore()
+        self.ids.append(node_id)
+        self.nodes[node_id] = SimNode(node_id, log, self._core(node_id, log, 0, None, True),
+                                      joined=True)  # fmt: skip
+
+    def change(self, voters: list[str], learners: tuple[str, ...] = ()) -> bool:
+        """Ask whichever node leads for this member list; False when it refused."""
+        leader = self.leader()
+        if leader is None:
+            return False
+        members = [Member(n, f"sim://{n}", True) for n in voters]
+        members += [Member(n, f"sim://{n}", False) for n in learners]
+        try:
+            leader.core.propose_configuration(Configuration("sim", tuple(members)), self.now)
+        except (NotLeader, MembershipChangeRefused):
+            return False
+        self._handle_ready(leader, leader.core.take_ready())
+        return True
 
     # -------------------------------------------------------------- driving
     def propose(self, payload: bytes) -> bool:
@@ -343,9 +390,19 @@ class Cluster:
         while self.now < deadline and not self.propose(marker):
             self.run(0.2)
         self.run(settle / 2)
-        leader = self.leader()
+        # The lossy network may still cost the leader a round of check-quorum
+        # now and then: wait (bounded) for a leader whose members agree.
+        deadline = self.now + settle
+        while True:
+            leader = self.leader()
+            # Members of the leader's list; removed nodes stop where they were.
+            members = leader.core.members if leader is not None else frozenset()
+            applied = [tuple(n.applied) for n in self.nodes.values() if n.node_id in members]
+            agreed = leader is not None and all(a == applied[0] for a in applied)
+            if agreed or self.now >= deadline:
+                break
+            self.run(0.5)
         assert leader is not None, "no leader after healing"
-        applied = [tuple(n.applied) for n in self.nodes.values()]
         assert all(a == applied[0] for a in applied), "nodes applied different sequences"
         contents = {(index, term, payload) for index, term, payload in applied[0]}
         missing = [a for a in self.acked if a not in contents]

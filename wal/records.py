@@ -24,10 +24,13 @@ MAX_FRAME_BYTES = 1 << 30
 
 
 class EntryKind(IntEnum):
-    """What a log entry carries. Only COMMAND reaches the state machine."""
+    """What a log entry carries. Only COMMAND changes the state machine."""
 
     NOOP = 0
     COMMAND = 1
+    # A new member list (replication.membership.Configuration), in force on
+    # every node from the moment the entry is in its log.
+    CONFIG = 2
 
 
 @dataclass(frozen=True, slots=True)

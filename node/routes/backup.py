@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
+from typing import BinaryIO
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -26,7 +27,8 @@ router = APIRouter(tags=["system"])
 CHUNK = 1 << 20
 
 
-def _sha256(fd: int) -> tuple[str, int]:
+def _sha256(file: BinaryIO) -> tuple[str, int]:
+    fd = file.fileno()
     hasher = hashlib.sha256()
     offset = 0
     while chunk := os.pread(fd, 4 << 20, offset):
@@ -44,18 +46,16 @@ async def backup(request: Request, engine: EngineDep) -> StreamingResponse:
     # starting, or knows no leader): every write acknowledged before the request is in it.
     await wait_for_consistency(engine, "linearizable", None)
     try:
-        info, digest, fd = await asyncio.to_thread(engine.snapshot_for_backup)
+        info, digest, file = await asyncio.to_thread(engine.snapshot_for_backup)
     except RuntimeError as exc:
         raise Unavailable(str(exc)) from None
-    try:
-        sha256, size = await asyncio.to_thread(_sha256, fd)
-    except BaseException:
-        os.close(fd)
-        raise
+    # From here the open file closes when dropped: at the end of the body, or
+    # when a response that never started is let go.
+    sha256, size = await asyncio.to_thread(_sha256, file)
 
     async def body() -> AsyncIterator[bytes]:
         try:
-            offset = 0
+            offset, fd = 0, file.fileno()
             while offset < size:
                 chunk = await asyncio.to_thread(os.pread, fd, min(CHUNK, size - offset), offset)
                 if not chunk:
@@ -63,7 +63,7 @@ async def backup(request: Request, engine: EngineDep) -> StreamingResponse:
                 offset += len(chunk)
                 yield chunk
         finally:
-            os.close(fd)
+            file.close()
 
     prefix = "X-Shoal-Backup-"
     headers = {

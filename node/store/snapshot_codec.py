@@ -28,9 +28,14 @@ from node.store.library import Library
 from node.store.records import ChunkRecord, DocumentRecord, LibraryInfo, RowAllocator
 from node.store.remembered import RememberedOutcome
 from node.store.state import StateMachine
+from replication.membership import Configuration
 from wal import SnapshotWriter
 
-FORMAT = 2
+# 3: remembered keyed writes may carry their request's fingerprint (a sixth
+# field); written only when one does, so a cluster still being upgraded,
+# whose commands carry none, keeps writing 2, which older nodes read.
+FORMAT = 3
+READABLE_FORMATS = (2, 3)
 BATCH = 2048
 
 
@@ -64,6 +69,16 @@ class Image:
     term: int
     libraries: list[_LibraryImage]
     requests: list[list[Any]]
+    # The member list in force at ``index`` (log index, wire form), if known.
+    configuration: tuple[int, dict[str, Any]] | None = None
+
+    def meta(self) -> dict[str, Any]:
+        """The snapshot's meta record, beside index and term."""
+        fingerprinted = any(len(record) > 5 for record in self.requests)
+        meta: dict[str, Any] = {"format": FORMAT if fingerprinted else 2}
+        if self.configuration is not None:
+            meta["configuration"] = list(self.configuration)
+        return meta
 
     def write(self, writer: SnapshotWriter) -> None:
         for lo in range(0, len(self.requests), BATCH):
@@ -111,7 +126,10 @@ def _capture_library(library: Library) -> _LibraryImage:
 
 def capture(state: StateMachine) -> Image:
     libraries = [_capture_library(state.libraries[i]) for i in state.library_order.items]
-    return Image(state.applied_index, state.applied_term, libraries, request_records(state))
+    held = state.configuration
+    configuration = (held[0], held[1].to_wire()) if held is not None else None
+    return Image(state.applied_index, state.applied_term, libraries, request_records(state),
+                 configuration)  # fmt: skip
 
 
 def request_records(state: StateMachine) -> list[list[Any]]:
@@ -175,3 +193,12 @@ def _restore_chunks(library: Library, record: dict[str, Any]) -> None:
     )
     rows = np.asarray([item[1] for item in items], dtype=np.int64)
     library.restore_chunks(document, batch, rows, [item[6] for item in items])
+
+
+def configuration_of(meta: dict[str, Any]) -> tuple[int, Configuration] | None:
+    """The member list a snapshot's meta record holds, if it holds one."""
+    held = meta.get("configuration")
+    if held is None:
+        return None
+    index, wire = held
+    return int(index), Configuration.from_wire(wire)

@@ -25,6 +25,7 @@ from node.store import views
 from node.store.library import IF_INDEX, Library, Rejected
 from node.store.records import CreationOrder, LibraryInfo, OrderKey
 from node.store.remembered import RememberedOutcome, RememberedRequests
+from replication.membership import Configuration, decode_configuration
 from wal import EntryKind, LogEntry
 
 log = logging.getLogger("shoal.state")
@@ -64,6 +65,9 @@ class StateMachine:
         self.applied_term = 0
         # The outcomes of recent keyed writes, by Idempotency-Key.
         self.requests = RememberedRequests()
+        # The newest member list applied (log index, list), if any: snapshots
+        # carry it, so a node that installs one knows the members then.
+        self.configuration: tuple[int, Configuration] | None = None
         # Each handler takes (command, index of its log entry, whether a view is wanted).
         self._handlers: dict[type[cmd.Command], Callable[[Any, int, bool], Any]] = {
             cmd.CreateLibrary: self._create_library,
@@ -88,6 +92,7 @@ class StateMachine:
             self.library_order = other.library_order
             self.names = other.names
             self.requests = other.requests
+            self.configuration = other.configuration
             self.applied_index, self.applied_term = other.applied_index, other.applied_term
 
     # ------------------------------------------------------------ applying
@@ -98,6 +103,8 @@ class StateMachine:
         outcome = Outcome()
         if entry.kind is EntryKind.COMMAND:
             outcome = self._apply_command(entry, want_result)
+        elif entry.kind is EntryKind.CONFIG:
+            self.configuration = (entry.index, decode_configuration(entry.payload))
         self.applied_index, self.applied_term = entry.index, entry.term
         return outcome
 

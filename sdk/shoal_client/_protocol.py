@@ -42,7 +42,10 @@ class Call:
         if self.write and self.key is None:
             self.key = str(uuid.uuid4())
         if self.json is not None:
-            self.content = encode(self.json)
+            # Writes with sorted keys: the server ties an Idempotency-Key to
+            # the body's bytes, and one logical write (an upsert sent again
+            # from a regenerated file, say) must give the same bytes.
+            self.content = encode(self.json, canonical=self.write)
 
 
 @dataclass(frozen=True)

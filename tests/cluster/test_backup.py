@@ -123,7 +123,7 @@ def test_a_damaged_backup_an_occupied_directory_and_no_secret_are_refused(
     occupied.mkdir()
     (occupied / "keep.txt").write_text("mine")
     taken = _shoal("restore", str(good), "--data", str(occupied))
-    assert taken.returncode == 1 and "not empty" in taken.stderr
+    assert taken.returncode == 1 and "not an empty directory" in taken.stderr
     assert (occupied / "keep.txt").read_text() == "mine"
     not_a_backup = _shoal("restore", str(occupied / "keep.txt"), "--data", str(tmp_path / "d2"))
     assert not_a_backup.returncode == 1 and "not a Shoal backup" in not_a_backup.stderr

@@ -245,5 +245,20 @@ def test_random_transfers_under_faults_keep_safety(seed: int) -> None:
                 if not node.up:
                     cluster.restart(node_id)
         cluster.run(rng.uniform(0.05, 1.0))
+    # Healed, everyone up: one more transfer must complete.
+    cluster.heal()
+    for node_id, node in cluster.nodes.items():
+        if not node.up:
+            cluster.restart(node_id)
+    cluster.run(4.0)
+    leader = cluster.leader()
+    assert leader is not None
+    target = rng.choice([n for n in cluster.ids if n != leader.node_id])
+    deadline = cluster.now + 10
+    while cluster.transfer(target) != target and cluster.now < deadline:
+        cluster.run(0.2)  # it may need to answer the leader first
+    cluster.run(1.0)
+    new = cluster.leader()
+    moved += new is not None and new.node_id == target
     assert moved > 0
     cluster.final_checks()

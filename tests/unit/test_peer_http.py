@@ -18,6 +18,7 @@ class Server:
         self.close_after_answer = False
         self.silent = False
         self.status = 200
+        self.extra_headers = b""
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -31,8 +32,8 @@ class Server:
                 if self.silent:
                     await asyncio.sleep(10)
                 answer = b"echo:" + body
-                writer.write(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s"
-                             % (self.status, len(answer), answer))  # fmt: skip
+                writer.write(b"HTTP/1.1 %d X\r\n%sContent-Length: %d\r\n\r\n%s"
+                             % (self.status, self.extra_headers, len(answer), answer))  # fmt: skip
                 await writer.drain()
                 if self.close_after_answer:
                     break
@@ -123,5 +124,17 @@ def test_a_timeout_while_the_answer_body_arrives_drops_that_connection() -> None
         assert stuck.closed and client._idle == []
         client.timeout = 0.5
         assert await client.post("/x", b"two", "application/msgpack") == (200, b"echo:two")
+
+    asyncio.run(_with_server(test))
+
+
+def test_the_features_a_peer_names_in_its_answer_are_kept() -> None:
+    async def test(server: Server, client: PeerHttp) -> None:
+        assert client.features is None  # not heard from yet
+        await client.post("/x", b"old", "application/msgpack")
+        assert client.features == frozenset()  # an older node names none
+        server.extra_headers = b"X-Shoal-Features: request-fingerprints other\r\n"
+        await client.post("/x", b"new", "application/msgpack")
+        assert client.features == {"request-fingerprints", "other"}
 
     asyncio.run(_with_server(test))

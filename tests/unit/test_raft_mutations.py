@@ -31,8 +31,8 @@ MUTATIONS: list[tuple[str, str, str, list[Callable[[], None]]]] = [
     ),
     (
         "leader counts its own unsynced entries",
-        "[self.synced_index] + [p.match_index",
-        "[self.log.last_index()] + [p.match_index",
+        "matches.append(self.synced_index)",
+        "matches.append(self.log.last_index())",
         [rule_tests.test_leader_counts_itself_only_once_synced],
     ),
     (
@@ -118,8 +118,8 @@ MUTATIONS: list[tuple[str, str, str, list[Callable[[], None]]]] = [
     ),
     (
         "an installed snapshot always throws the log away",
-        "if self.log.term_at(last_index) != last_term or self.log.first_index() > last_index + 1:",
-        "if True:",
+        "        kept = not (\n",
+        "        kept = False and not (\n",
         [new_rule_tests.test_follower_installs_a_newer_snapshot_and_keeps_the_log_after_it],
     ),
     (

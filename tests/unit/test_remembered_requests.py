@@ -206,6 +206,7 @@ def test_a_key_sent_again_with_another_request_is_refused_on_every_replica(
     retried = logged(first, "a" * 32)
     assert retried == applied  # the first request's retry still gets its outcome
     assert state_digest(machines[0]) == state_digest(machines[1])
+    assert capture(machines[0]).meta()["format"] == 3  # a fingerprint: the newer format
     for machine in (machines[0], snapshot_round_trip(machines[0], tmp_path)):
         assert machine.remembered("shared-key", "a" * 32) == (index, applied)
         reused = machine.remembered("shared-key", "b" * 32)
@@ -218,8 +219,9 @@ def test_snapshots_of_remembered_keys_without_fingerprints_still_load(tmp_path: 
     machine = StateMachine()
     log = started(machine)
     log.apply(cmd.DeleteDocument(LIBRARY, "d1"), "old-key")  # no fingerprint: as before
-    records = capture(machine).requests
-    assert all(len(record) == 5 for record in records)
+    image = capture(machine)
+    assert all(len(record) == 5 for record in image.requests)
+    assert image.meta()["format"] == 2  # what nodes of the previous version read
     restored = snapshot_round_trip(machine, tmp_path)
     assert restored.remembered("old-key", "c" * 32) == machine.remembered("old-key")
     assert state_digest(restored) == state_digest(machine)
