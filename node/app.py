@@ -28,6 +28,7 @@ from node.routes import (
     internal,
     leadership,
     libraries,
+    members,
     query,
     system,
 )
@@ -81,8 +82,8 @@ def create_app(
     install_error_handlers(app)
     body.document(app)
     app.state.questions = Questions(settings)
-    for module in (libraries, documents, chunks, query, ask, system, leadership, backup,
-                   internal):  # fmt: skip
+    for module in (libraries, documents, chunks, query, ask, system, leadership, members,
+                   backup, internal):  # fmt: skip
         app.include_router(module.router)
     # Our layer goes outside the framework's own (error handling, telemetry,
     # body limit): the fast routes skip those, and every answer, a 500 from

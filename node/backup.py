@@ -126,7 +126,9 @@ def restore_backup(path: Path, data_dir: Path, node_id: str) -> BackupHeader:
             raise BadBackup("the snapshot's term differs from the backup header's")
         StableStore(building / "term").save(header.term, None)
         fresh = Configuration(uuid.uuid4().hex[:16], (Member(node_id, PLACEHOLDER_URL),))
-        ClusterStore(building / "cluster").save(fresh)
+        # In force from the snapshot's index: it overrides the source's list
+        # the snapshot holds.
+        ClusterStore(building / "cluster").save(fresh, header.index, new_bootstrap=True)
         fsync_dir(building)
         if data_dir.exists():
             data_dir.rmdir()  # empty, checked above

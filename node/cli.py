@@ -40,6 +40,7 @@ SERVE_FLAGS: dict[str, str] = {
     "peers": "peers",
     "cluster_secret": "cluster_secret",
     "force_new_cluster": "force_new_cluster",
+    "join": "join",
     "election_timeout": "election_timeout",
     "heartbeat_interval": "heartbeat_interval",
     "temporal_address": "temporal_address",
@@ -78,6 +79,11 @@ def _serve_parser(commands: Any) -> None:
         "left out on a fresh data directory: a cluster of one",
     )
     serve.add_argument("--cluster-secret", help="shared by the nodes [SHOAL_CLUSTER_SECRET]")
+    serve.add_argument(
+        "--join",
+        metavar="URL[,URL...]",
+        help="a fresh node asks this cluster to add it as a learner [SHOAL_JOIN]",
+    )
     serve.add_argument(
         "--force-new-cluster",
         action="store_const",

@@ -22,10 +22,17 @@ def add_actions(actions: Any) -> None:
     for name, text in (
         ("status", "the cluster's id, members and who leads"),
         ("transfer-leader", "hand leadership to a node, without waiting out an election"),
+        ("add", "add a node as a learner (it receives the log; promote it once caught up)"),
+        ("promote", "make a learner a voter once it has caught up"),
+        ("remove", "remove a member (a leader steps down once that commits)"),
     ):
         action = actions.add_parser(name, help=text)
-        if name == "transfer-leader":
-            action.add_argument("node_id", metavar="ID", help="the node to lead next")
+        if name != "status":
+            action.add_argument("node_id", metavar="ID", help="the node")
+        if name == "add":
+            action.add_argument("node_url", metavar="URL", help="the node's URL, as peers reach it")
+            action.add_argument("--voter", action="store_true",
+                                help="add it as a voter at once")  # fmt: skip
         action.add_argument("--url", default=default_url, help="node URLs, comma separated")
         action.add_argument("--cluster-secret",
                             help="the cluster's secret [SHOAL_CLUSTER_SECRET]")  # fmt: skip
@@ -38,13 +45,17 @@ def run(args: argparse.Namespace) -> int:
     headers = {"X-API-Key": api_key} if api_key else {}
     try:
         with httpx.Client(timeout=30.0, headers=headers) as http:
+            if args.action != "status" and secret is None:
+                raise ClusterCommandFailed(
+                    f"{args.action} needs the cluster secret (--cluster-secret or "
+                    "SHOAL_CLUSTER_SECRET)"
+                )
+            if args.action in ("add", "promote", "remove"):
+                changed = change_members(http, urls, args, secret or "")
+                print(f"{args.action} {args.node_id}: committed at entry "  # noqa: T201
+                      f"{changed.get('index')}")  # fmt: skip
             if args.action == "transfer-leader":
-                if secret is None:
-                    raise ClusterCommandFailed(
-                        "transfer-leader needs the cluster secret (--cluster-secret or "
-                        "SHOAL_CLUSTER_SECRET)"
-                    )
-                moved = transfer_leader(http, urls, args.node_id, secret)
+                moved = transfer_leader(http, urls, args.node_id, secret or "")
                 print(f"{moved['previous_leader_id']} handed leadership to "  # noqa: T201
                       f"{moved['leader_id']} in {moved['seconds']:.2f} s "
                       f"(term {moved['previous_term']} -> {moved['term']})")  # fmt: skip
@@ -74,6 +85,34 @@ def _leader_url(http: httpx.Client, urls: list[str]) -> str:
         if view["leader_url"]:
             return str(view["leader_url"])
     raise ClusterCommandFailed("no leader is known right now (an election is under way)")
+
+
+def change_members(
+    http: httpx.Client, urls: list[str], args: argparse.Namespace, secret: str
+) -> Any:
+    """Ask the leader for the change; it answers once the change committed."""
+    url = _leader_url(http, urls)
+    headers = {SECRET_HEADER: secret}
+    if args.action == "add":
+        response = http.post(url + "/admin/members", headers=headers, follow_redirects=True,
+                             json={"id": args.node_id, "url": args.node_url,
+                                   "voter": args.voter})  # fmt: skip
+    elif args.action == "promote":
+        response = http.post(f"{url}/admin/members/{args.node_id}/promote", headers=headers,
+                             follow_redirects=True)  # fmt: skip
+    else:
+        response = http.delete(f"{url}/admin/members/{args.node_id}", headers=headers,
+                               follow_redirects=True)  # fmt: skip
+    if response.status_code != 200:
+        raise ClusterCommandFailed(f"{url} answered {response.status_code}: {_detail(response)}")
+    return response.json()
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text
 
 
 def transfer_leader(http: httpx.Client, urls: list[str], target: str, secret: str) -> Any:

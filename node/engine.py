@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from indexes.warmup import warm_kernels
+from node.join import join_cluster
 from node.settings import Settings
 from node.snapshot_inbox import SnapshotInbox, TransferKey
 from node.store.digest import state_digest
@@ -46,7 +47,7 @@ from replication.membership import (
     StartingPoint,
     resolve,
 )
-from replication.raft import RaftConfig
+from replication.raft import RaftConfig, configurations_in
 from replication.runner import RaftNode
 from replication.transport import FaultRules, HttpTransport
 from wal import (
@@ -110,7 +111,14 @@ class Engine:
         self.log_store = FileLogStore(self.data_dir / "wal", settings.segment_bytes)
         self.stable = StableStore(self.data_dir / "term")
         self.cluster_store = ClusterStore(self.data_dir / "cluster")
+        # The newest committed member list this node stored, and the log
+        # index it is in force from; the lists in its log follow (see start).
         self.membership: Configuration | None = None
+        self._membership_index = 0
+        self._configurations: list[tuple[int, Configuration]] = []
+        self._forced = False
+        # A fresh node started with --join: it asks the cluster to add it.
+        self.joining = False
         # Requests from other nodes refused, by reason (see node.peer_guard).
         self.peer_refusals: dict[str, int] = {"other-cluster": 0, "not-a-member": 0}
         # Requests from members that carried no cluster id (older nodes).
@@ -172,6 +180,7 @@ class Engine:
                 f"the log starts at entry {self.log_store.first_index()} but the newest usable "
                 f"snapshot ends at {snapshot_index}; the entries between are missing"
             )
+        self._gather_configurations()
         replayed = self._replay(snapshot_index, self._read_commit_hint())
         marker = self.data_dir / LOST_TAIL_MARKER
         if report.cut_may_include_acknowledged and not marker.exists():
@@ -197,15 +206,31 @@ class Engine:
     def _resolve_membership(self) -> None:
         """Which cluster this node belongs to: stored, or bootstrapped now."""
         settings = self.settings
-        stored = self.cluster_store.load()
+        found = self.cluster_store.load_at()
+        stored = found[1] if found is not None else None
+        self._membership_index = found[0] if found is not None else 0
         term = self.stable.value
         history = term.term > 0 or any(
             directory.is_dir() and any(directory.iterdir())
             for directory in (self.data_dir / "wal", self.snapshots.directory)
         )
+        if settings.join and stored is None:
+            if history:
+                raise MembershipRefused(
+                    "--join is for an empty data directory; this one holds data (wipe it to "
+                    "join as a new node, or start it without --join)"
+                )
+            if settings.peers or settings.force_new_cluster:
+                raise MembershipRefused("--join asks an existing cluster: leave out --peers "
+                                        "and --force-new-cluster")  # fmt: skip
+            if not settings.cluster_secret:
+                raise MembershipRefused("--join needs the cluster secret (--cluster-secret)")
+            self.joining = True
+            return
         configuration, why = resolve(
             stored, settings.node_id, settings.url, settings.peer_urls(),
             StartingPoint(history, term.voted_for), settings.force_new_cluster,
+            self.cluster_store.bootstrap,
         )  # fmt: skip
         if len(configuration.members) > 1 and not settings.cluster_secret:
             raise MembershipRefused(
@@ -213,15 +238,39 @@ class Engine:
                 f"{len(configuration.members)} nodes, which needs the cluster secret "
                 "(--cluster-secret or SHOAL_CLUSTER_SECRET)"
             )
+        self._forced = settings.force_new_cluster
         if why is not None:
-            self.cluster_store.save(configuration)
+            fresh = stored is None or settings.force_new_cluster
+            self.cluster_store.save(configuration, self._membership_index, new_bootstrap=fresh)
             log.warning("cluster %s: %s", configuration.cluster_id, why)
         self.membership = configuration
 
+    def _gather_configurations(self) -> None:
+        """The member lists in force, from the stored one (or the snapshot's,
+        when newer) through each CONFIG entry in the log."""
+        if self.membership is None:
+            return
+        if self._forced:
+            # In force from the log's end: no list in the log overrides it.
+            self._membership_index = self.log_store.last_index()
+            self.cluster_store.save(self.membership, self._membership_index)
+        base = (self._membership_index, self.membership)
+        applied = self.state.configuration
+        if applied is not None and applied[0] > base[0]:
+            base = applied
+        self._configurations = configurations_in(self.log_store, base)
+
     @property
     def configuration(self) -> Configuration:
+        """The member list in force: the newest in the log (it takes effect
+        when appended, committed or not)."""
+        raft = self.raft
+        if raft is not None and raft.core is not None and raft.core.configuration is not None:
+            return raft.core.configuration
+        if self._configurations:
+            return self._configurations[-1][1]
         if self.membership is None:
-            raise RuntimeError("the node has not opened its data directory")
+            raise RuntimeError("the node has not opened its data directory or joined")
         return self.membership
 
     def cluster_supports(self, feature: str) -> bool:
@@ -241,14 +290,17 @@ class Engine:
 
     def member_urls(self) -> dict[str, str]:
         """Every member's URL by node id, this node's included."""
-        if self.membership is None:
+        try:
+            return self.configuration.urls()
+        except RuntimeError:  # not opened, or joining and not yet a member
             return {self.settings.node_id: self.settings.url}
-        return self.membership.urls()
 
     async def start(self) -> None:
         """Join the cluster (or lead a cluster of one) on the running loop."""
         self._loop = asyncio.get_running_loop()
         settings = self.settings
+        if self.joining:
+            await self._join()
         peers = self.configuration.peers_of(settings.node_id)
         config = RaftConfig(
             settings.node_id,
@@ -258,7 +310,7 @@ class Engine:
             rpc_timeout=max(0.5, settings.election_timeout / 2),
         )
         transport = None
-        if peers:
+        if peers or settings.cluster_secret:  # with a secret, members may come later
             transport = HttpTransport(settings.node_id, peers, settings.cluster_secret,
                                       config.rpc_timeout, self.faults,
                                       settings.snapshot_chunk_bytes,
@@ -267,10 +319,41 @@ class Engine:
             config, self.log_store, self.stable, self.state, transport, settings.fsync,
             self._newest_snapshot, after_apply=self._after_apply,
             lost_tail=self.recovery is not None and self.recovery.lost_tail,
+            configurations=self._configurations,
+            known_members=frozenset(self.cluster_store.known),
         )  # fmt: skip
+        self.raft.on_configuration_changed = self._configuration_changed
         self.raft.on_failure = self._failed
         self.raft.on_tail_recovered = self._tail_recovered
         await self.raft.start()
+
+    async def _join(self) -> None:
+        """Ask the cluster behind ``--join`` to add this node as a learner;
+        its answer is the member list, which is stored before Raft starts."""
+        settings = self.settings
+        configuration = await join_cluster(
+            [url.strip() for url in settings.join.split(",") if url.strip()],
+            settings.node_id, settings.url, settings.cluster_secret or "",
+        )  # fmt: skip
+        await asyncio.to_thread(self.cluster_store.save, configuration, 0, True)
+        self.membership = configuration
+        self._configurations = [(0, configuration)]
+        self.joining = False
+        log.info("joined cluster %s as a learner", configuration.cluster_id)
+
+    def _configuration_changed(self, configuration: Configuration) -> None:
+        """On the loop: the member list in force changed (appended, or undone)."""
+        raft = self.raft
+        if raft is not None and raft.transport is not None:
+            raft.transport.set_peers(configuration.peers_of(self.settings.node_id))
+        newcomers = set(configuration.urls()) - self.cluster_store.known
+        if newcomers and self.membership is not None:
+            # Recorded before anything else happens: a node whose log tail is
+            # later damaged must not think itself alone (see RaftCore).
+            self.cluster_store.known |= newcomers
+            self.cluster_store.save(self.membership, self._membership_index)
+        log.info("members now: %s", ", ".join(
+            f"{m.id}{'' if m.voter else ' (learner)'}" for m in configuration.members))  # fmt: skip
 
     def _tail_recovered(self) -> None:
         log.info("a leader brought this node up to date again; it votes and stands again")
@@ -414,7 +497,9 @@ class Engine:
     def _read_commit_hint(self) -> int:
         """Entries up to the hint were committed; a cluster of one commits
         everything it logged, so it needs no hint."""
-        if len(self.configuration.voters()) == 1:
+        me = {self.settings.node_id}
+        lists = [configuration for _, configuration in self._configurations]
+        if lists and all(set(c.urls()) == me for c in lists) and self.cluster_store.known <= me:
             return self.log_store.last_index()
         path = self.data_dir / "commit"
         try:
@@ -434,6 +519,11 @@ class Engine:
     def _after_apply(self, applied: int) -> None:
         """Runs on the applier thread after each applied batch."""
         self._write_commit_hint()
+        committed = self.state.configuration
+        if committed is not None and committed[0] > self._membership_index:
+            # Restarts check --peers against, and start from, this list.
+            self.cluster_store.save(committed[1], committed[0])
+            self.membership, self._membership_index = committed[1], committed[0]
         if self._closing or not self._snapshot_due(applied):
             return
         if not self._snapshot_running.acquire(blocking=False):

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # fresh directory: a cluster of one.
     peers: str = ""
     cluster_secret: str | None = None
+    # Comma-separated URLs of an existing cluster's nodes: a fresh node asks
+    # them to add it as a learner (then the operator promotes it).
+    join: str = ""
     # Make this node's data a new cluster of one, whatever cluster it was in
     # (the lever when a majority is gone for good). Once; not for every start.
     force_new_cluster: bool = False

@@ -16,6 +16,7 @@ different lists never take each other's messages.
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,8 +107,21 @@ class ClusterStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # The list the cluster was bootstrapped with (what --peers said), kept
+        # across later changes: a restart with that same --peers is fine.
+        self.bootstrap: dict[str, str] | None = None
+        # Every node any list this node appended ever named (see RaftCore).
+        self.known: set[str] = set()
+        # The loop (a list appended) and the applier (one committed) both save.
+        self._saving = threading.Lock()
 
     def load(self) -> Configuration | None:
+        found = self.load_at()
+        return found[1] if found is not None else None
+
+    def load_at(self) -> tuple[int, Configuration] | None:
+        """The stored list and the log index it is in force from (0: the
+        bootstrap list, or a file from before indexes were stored)."""
         try:
             stored = read_checked(self.path, _MAGIC)
         except DamagedFile:
@@ -118,12 +132,30 @@ class ClusterStore:
         if stored is None:
             return None
         try:
-            return Configuration.from_wire(stored)
+            index = stored.get("index", 0) if isinstance(stored, dict) else 0
+            configuration = Configuration.from_wire(stored)
+            first = stored.get("bootstrap") if isinstance(stored, dict) else None
+            self.bootstrap = dict(first) if isinstance(first, dict) else configuration.urls()
+            known = stored.get("known") if isinstance(stored, dict) else None
+            self.known = set(known) if isinstance(known, list) else set(configuration.urls())
+            return int(index), configuration
         except (ValueError, TypeError) as exc:
             raise CorruptMembership(f"{self.path} does not hold a configuration: {exc}") from None
 
-    def save(self, configuration: Configuration) -> None:
-        write_checked(self.path, _MAGIC, configuration.to_wire())
+    def save(
+        self, configuration: Configuration, index: int = 0, new_bootstrap: bool = False
+    ) -> None:
+        """``index``: the log index the list is in force from; a list stored
+        at or past a snapshot's index wins over the snapshot's own.
+        ``new_bootstrap``: this list starts a cluster (first start, forced,
+        restored, joined) and is what a restart's --peers may repeat."""
+        with self._saving:
+            if new_bootstrap or self.bootstrap is None:
+                self.bootstrap = configuration.urls()
+            self.known = (set() if new_bootstrap else self.known) | set(configuration.urls())
+            body = {**configuration.to_wire(), "index": index, "bootstrap": self.bootstrap,
+                    "known": sorted(self.known)}  # fmt: skip
+            write_checked(self.path, _MAGIC, body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +177,7 @@ def resolve(
     peers: dict[str, str],
     past: StartingPoint,
     force_new_cluster: bool = False,
+    bootstrapped_with: dict[str, str] | None = None,
 ) -> tuple[Configuration, str | None]:
     """The configuration to start with, and why it was (re)written, if it was.
 
@@ -190,7 +223,9 @@ def resolve(
             moved = Configuration(stored.cluster_id, (Member(node_id, url),))
             return moved, f"this node's URL is now {url}"
         return stored, None
-    if peers and peers != stored.urls():
+    # --peers may repeat the bootstrap list (deployments keep it in their
+    # environment) or name the members in force; anything else is refused.
+    if peers and peers != stored.urls() and peers != (bootstrapped_with or stored.urls()):
         raise MembershipRefused(
             f"--peers lists {_describe(peers)} but this node belongs to cluster "
             f"{stored.cluster_id} with members {_describe(stored.urls())}. Restarting nodes "

@@ -194,6 +194,7 @@ class RaftCore:
         rng: random.Random | None = None,
         lost_tail: bool = False,
         configurations: list[tuple[int, Configuration]] | None = None,
+        known_members: frozenset[str] = frozenset(),
     ) -> None:
         """``lost_tail``: this node cut entries off its log at start that it may
         have acknowledged. Until it hears a leader of a newer term it neither
@@ -208,7 +209,10 @@ class RaftCore:
         at index 0) and each CONFIG entry in the log after it (see
         :func:`configurations_in`). None: ``config.peers`` and this node, all
         voters. An empty list: a node that joins and knows no list yet; it
-        never campaigns until a leader's log makes it a voter."""
+        never campaigns until a leader's log makes it a voter.
+        ``known_members``: every node any list this node ever appended named
+        (kept durably apart from the log): a node is alone only if that is
+        at most itself."""
         self.config = config
         self.id = config.node_id
         self.log = log
@@ -234,6 +238,7 @@ class RaftCore:
         self.transfer_to: str | None = None
         self._transfer_deadline = 0.0
         self._now = now
+        self._configuration_committed_at = 0.0
         if configurations is None:
             members = (Member(node, "", True) for node in (config.node_id, *config.peers))
             configurations = [(0, Configuration("", tuple(members)))]
@@ -241,7 +246,14 @@ class RaftCore:
         self.voters: frozenset[str] = frozenset()
         self.members: frozenset[str] = frozenset()
         self._take_configuration()
-        alone = self.voters == {self.id}
+        # Alone only if no list it knows ever named another node: a damaged
+        # tail may have cut the entries that grew the cluster, and a node
+        # that wrongly thinks itself alone commits by itself.
+        alone = (
+            bool(self._configurations)
+            and all(set(c.urls()) == {self.id} for _, c in self._configurations)
+            and known_members <= {self.id}
+        )
         # A cluster of one has nobody to wait for.
         self.waits_for_leader_after = term if lost_tail and not alone else None
         self._patience_from = now
@@ -277,7 +289,20 @@ class RaftCore:
             nxt = self.log.last_index() + 1
             for peer in sorted(self.members - {self.id} - set(self.progress)):
                 self.progress[peer] = Progress(nxt, last_ack=self._now)
-            for gone in sorted(set(self.progress) - self.members):
+            # Removed members keep being sent the log until the change that
+            # removed them commits: so they learn it, and stop campaigning.
+            self._drop_departed()
+
+    def _drop_departed(self) -> None:
+        """Stop sending to removed members once they answered a request sent
+        after their removal committed (it told them so: they stop campaigning)."""
+        if self.configuration_index > self.commit_index:
+            return
+        for gone in sorted(set(self.progress) - self.members):
+            progress = self.progress[gone]
+            told = (progress.match_index >= self.configuration_index
+                    and progress.acked_sent >= self._configuration_committed_at)  # fmt: skip
+            if told:
                 del self.progress[gone]
 
     def _configurations_appended(self, entries: list[LogEntry]) -> None:
@@ -502,6 +527,12 @@ class RaftCore:
         if self.log.term_at(self.commit_index) != self.term:
             raise MembershipChangeRefused("this leader is new; retry in a moment")
         new_voters = frozenset(configuration.voters())
+        ids = [member.id for member in configuration.members]
+        current = self.configuration
+        if len(set(ids)) != len(ids):
+            raise MembershipChangeRefused("a member list names a node twice")
+        if current is not None and configuration.cluster_id != current.cluster_id:
+            raise MembershipChangeRefused("a member list of another cluster")
         if not new_voters:
             raise MembershipChangeRefused("a cluster needs at least one voter")
         if len(new_voters ^ self.voters) > 1:
@@ -509,6 +540,19 @@ class RaftCore:
                 "a change may add or remove one voter at a time (add a node as a learner, "
                 "then promote it)"
             )
+        for joining in new_voters - self.voters - {self.id}:
+            # A voter that cannot keep up would leave a majority that
+            # cannot commit (and a leader that cannot be re-elected).
+            progress = self.progress.get(joining)
+            low = self.config.election_timeout[0]
+            caught_up = (progress is not None and progress.match_index >= self.commit_index
+                         and now - progress.last_ack < low
+                         and progress.acked_sent >= self._became_leader_at)  # fmt: skip
+            if not caught_up:
+                raise MembershipChangeRefused(
+                    f"{joining} is not a learner that has caught up; add it as a learner first "
+                    "and promote it once it holds the log"
+                )
         index = self._append_local(encode_configuration(configuration), EntryKind.CONFIG)
         self._broadcast(now, force=False, fresh_only=True)
         return index, self.term
@@ -572,6 +616,8 @@ class RaftCore:
             return
         if self.waits_for_leader_after is not None:
             return  # we may lack committed entries: we must not lead
+        if not self._may_campaign():
+            return  # a learner now (the transfer was called off and it was demoted)
         self._start_election(now, transfer=True)
 
     # -------------------------------------------------------- replication
@@ -678,12 +724,15 @@ class RaftCore:
         candidate = matches[self.quorum - 1]
         # Only entries of our own term are committed by counting (Raft §5.4.2).
         if candidate > self.commit_index and self.log.term_at(candidate) == self.term:
+            if self.commit_index < self.configuration_index <= candidate:
+                self._configuration_committed_at = now
             self.commit_index = candidate
             self._ready.commit_index = candidate
             self._release_pending_reads(now)
             if self.id not in self.voters and self.configuration_index <= candidate:
                 self._become_follower(self.term, None, now)  # removed, and that is committed
                 return
+            self._drop_departed()
         self._release_reads()
 
     # ----------------------------------------------------------- messages
@@ -707,8 +756,9 @@ class RaftCore:
         if message.term > self.term and not (
             (isinstance(message, VoteRequest) and pre_vote) or granted_pre_vote
         ):
-            if (isinstance(message, VoteRequest) and not message.transfer
-                    and self._leader_is_alive(now)):  # fmt: skip
+            handed = (isinstance(message, VoteRequest) and message.transfer
+                      and message.sender in self.voters)  # fmt: skip
+            if isinstance(message, VoteRequest) and not handed and self._leader_is_alive(now):
                 # Someone who cannot see our leader wants an election; a live
                 # leader exists, so neither our term nor our vote changes.
                 return VoteResponse(self.term, self.id, False, False, message.rpc)
@@ -875,6 +925,10 @@ class RaftCore:
         sent_at, sent_prev = sent
         progress.last_ack = now
         progress.acked_sent = max(progress.acked_sent, sent_at)
+        if response.sender not in self.members:
+            self._drop_departed()
+            if response.sender not in self.progress:
+                return
         if progress.state is PeerState.SNAPSHOT:
             # A heartbeat beside a transfer: contact, and maybe a match.
             if response.success and response.match_index > progress.match_index:
@@ -889,6 +943,8 @@ class RaftCore:
                 progress.state = PeerState.REPLICATE
                 progress.inflight.clear()  # probes are not pipelined; none is due
             self._advance_commit(now)
+            if self.role is not Role.LEADER:
+                return  # it removed itself, and that committed
             if response.sender == self.transfer_to:
                 self._tell_target_if_caught_up(now)
         elif sent_prev < progress.match_index:
@@ -960,7 +1016,9 @@ class RaftCore:
         if not kept:
             self.log.reset(last_index + 1, last_term)
             self.synced_index = last_index
-        earlier = [c for c in self._configurations if c[0] <= last_index]
+        # Without the snapshot's own list: ours as of what we know committed
+        # (an uncommitted one may be in the part of the log thrown away).
+        earlier = [c for c in self._configurations if c[0] <= min(last_index, self.commit_index)]
         base = configuration if configuration is not None else (earlier[-1][1] if earlier else None)
         later = [c for c in self._configurations if c[0] > last_index] if kept else []
         self._configurations = ([(last_index, base)] if base is not None else []) + later
@@ -983,7 +1041,8 @@ class RaftCore:
         progress.match_index = max(progress.match_index, response.match_index)
         self._become_probe(progress)
         self._advance_commit(now)
-        self._send_append(response.sender, progress, now)
+        if self.role is Role.LEADER:
+            self._send_append(response.sender, progress, now)
 
     # --------------------------------------------------------------- reads
     def read_index(self, read_id: int, now: float) -> None:
@@ -1031,7 +1090,8 @@ class RaftCore:
     def has_ready(self) -> bool:
         ready = self._ready
         return bool(ready.save_term or ready.sync_log or ready.messages or ready.snapshots
-                    or ready.reads or ready.failed_reads)  # fmt: skip
+                    or ready.reads or ready.failed_reads
+                    or ready.configuration_changed)  # fmt: skip
 
     def take_ready(self) -> Ready:
         ready = self._ready

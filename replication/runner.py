@@ -28,6 +28,7 @@ from typing import Any
 
 from replication.gap_histogram import GapHistogram
 from replication.interfaces import Applier, Committed, FsyncPolicy, NotAccepting
+from replication.membership import Configuration
 from replication.messages import (
     AppendRequest,
     Message,
@@ -38,6 +39,7 @@ from replication.messages import (
 )
 from replication.raft import (
     CannotTransfer,
+    MembershipChangeRefused,
     NotLeader,
     RaftConfig,
     RaftCore,
@@ -93,6 +95,12 @@ class _Read:
 
 
 @dataclass
+class _ConfigProposal:
+    configuration: Configuration
+    future: asyncio.Future[Committed]
+
+
+@dataclass
 class _Transfer:
     target: str | None
     future: asyncio.Future[str]
@@ -123,8 +131,12 @@ class RaftNode:
         after_apply: Callable[[int], None] | None = None,
         rng: random.Random | None = None,
         lost_tail: bool = False,
+        configurations: list[tuple[int, Configuration]] | None = None,
+        known_members: frozenset[str] = frozenset(),
     ) -> None:
         self.config = config
+        self.configurations = configurations or None
+        self.known_members = known_members
         self.lost_tail = lost_tail
         self.node_id = config.node_id
         self.log_store = log_store
@@ -163,6 +175,8 @@ class RaftNode:
         self.on_failure: Callable[[str], None] | None = None
         # Called once, on the loop, when a node that lost its tail may vote again.
         self.on_tail_recovered: Callable[[], None] | None = None
+        # Called on the loop when the member list in force changed.
+        self.on_configuration_changed: Callable[[Configuration], None] | None = None
         self._chore_future: asyncio.Future[Any] | None = None
         self._leader_reads = ReadCoalescer(self._ask_leader_for_read_index)
         # Set when the process is asked to stop: nothing new is taken on.
@@ -174,7 +188,8 @@ class RaftNode:
         value = self.stable.value
         now = time.monotonic()
         self.core = RaftCore(self.config, self.log_store, value.term, value.voted_for,
-                             self.applied_index, now, self.rng, self.lost_tail)  # fmt: skip
+                             self.applied_index, now, self.rng, self.lost_tail,
+                             self.configurations, self.known_members)  # fmt: skip
         self._running = True
         self._apply_thread = threading.Thread(target=self._apply_forever, name="shoal-apply",
                                               daemon=True)  # fmt: skip
@@ -457,6 +472,8 @@ class RaftNode:
                     self._reads[self._read_ids] = event.future
                 except NotLeader as exc:
                     event.future.set_exception(exc)
+            elif isinstance(event, _ConfigProposal):
+                self._propose_configuration(event, now)
             elif isinstance(event, _Transfer):
                 try:
                     event.future.set_result(core.transfer_leadership(event.target, now))
@@ -482,6 +499,27 @@ class RaftNode:
             self.lost_tail = False
             if self.on_tail_recovered is not None:
                 self.on_tail_recovered()
+
+    def _propose_configuration(self, proposal: _ConfigProposal, now: float) -> None:
+        assert self.core is not None
+        refusal = self.failure or self.stopping
+        if refusal is not None:
+            proposal.future.set_exception(NotAccepting(refusal))
+            return
+        try:
+            index, term = self.core.propose_configuration(proposal.configuration, now)
+        except (NotLeader, MembershipChangeRefused) as exc:
+            proposal.future.set_exception(exc)
+            return
+        self._proposals[index] = (term, proposal.future)
+
+    async def propose_configuration(self, configuration: Configuration) -> Committed:
+        """Change the member list; answered once the change is applied (so
+        committed). Raises NotLeader or MembershipChangeRefused."""
+        self._check_accepting()
+        future: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
+        self._events.put_nowait(_ConfigProposal(configuration, future))
+        return await future
 
     def _propose(self, proposal: _Proposal, now: float) -> None:
         assert self.core is not None
@@ -519,6 +557,9 @@ class RaftNode:
                 self.stats.batches += 1
                 core.log_synced(self.log_store.last_index(), now)
             self._dispatch(ready)
+            changed = core.configuration if ready.configuration_changed else None
+            if changed is not None and self.on_configuration_changed is not None:
+                self.on_configuration_changed(changed)
             self._hand_over(core.commit_index)
             if not core.has_ready():
                 break
@@ -712,9 +753,13 @@ class RaftNode:
                 self.applying_lock.release()
             self._handed = max(self._handed, offer.last_index)
             self._applied(offer.last_index, [])
+            # The member list the snapshot holds, now the state's.
+            held = getattr(self.applier, "configuration", None)
+            configuration = held[1] if held is not None and held[0] <= offer.last_index else None
             response = self.core.snapshot_installed(
-                offer.sender, offer.last_index, offer.last_term, offer.rpc, time.monotonic()
-            )
+                offer.sender, offer.last_index, offer.last_term, offer.rpc, time.monotonic(),
+                configuration,
+            )  # fmt: skip
             await self._flush(now)
             return response
 

@@ -84,8 +84,25 @@ class HttpTransport:
         headers = {CLUSTER_HEADER: cluster_id, "X-Shoal-From": node_id}
         if secret:
             headers[SECRET_HEADER] = secret
+        self._headers, self._timeout = headers, timeout
         self._peers = {peer: PeerHttp(url, headers, timeout) for peer, url in peer_urls.items()}
         self._snapshot_client = httpx.AsyncClient(headers=headers, timeout=SNAPSHOT_CHUNK_SECONDS)
+
+    def set_peers(self, peer_urls: dict[str, str]) -> None:
+        """Talk to these peers from now on (the member list changed)."""
+        for peer in set(self._peers) - set(peer_urls):
+            client = self._peers.pop(peer)
+            asyncio.ensure_future(client.close())  # noqa: RUF006 - nothing to wait for
+        for peer, url in peer_urls.items():
+            if peer not in self._peers or self.peer_urls.get(peer) != url:
+                self._peers[peer] = PeerHttp(url, self._headers, self._timeout)
+        self.peer_urls = dict(peer_urls)
+
+    def _url(self, peer: str) -> str:
+        url = self.peer_urls.get(peer)
+        if url is None:
+            raise PeerUnreachable(f"{peer} is no longer a member")
+        return url
 
     def features_of(self, peer: str) -> frozenset[str] | None:
         """What ``peer`` said it supports in its last answer (None: no answer yet)."""
@@ -110,8 +127,11 @@ class HttpTransport:
         return decode(answer) if answer else None
 
     async def _post(self, peer: str, body: bytes, path: str = "/_cluster/raft") -> bytes:
+        client = self._peers.get(peer)
+        if client is None:
+            raise PeerUnreachable(f"{peer} is no longer a member")
         try:
-            status, answer = await self._peers[peer].post(path, body, MSGPACK)
+            status, answer = await client.post(path, body, MSGPACK)
         except PeerUnreachable as exc:
             raise PeerUnreachable(f"{peer}: {exc}") from None
         if status != 200:
@@ -154,7 +174,7 @@ class HttpTransport:
                           "offset": offset, "done": int(done)}  # fmt: skip
                 try:
                     response = await self._snapshot_client.post(
-                        f"{self.peer_urls[peer]}/_cluster/snapshot", params=params,
+                        f"{self._url(peer)}/_cluster/snapshot", params=params,
                         content=chunk,
                         headers={"content-type": "application/octet-stream"},
                     )  # fmt: skip
@@ -184,7 +204,7 @@ class HttpTransport:
             await asyncio.sleep(SNAPSHOT_POLL_SECONDS)
             try:
                 response = await self._snapshot_client.post(
-                    f"{self.peer_urls[peer]}/_cluster/snapshot/status", params=params
+                    f"{self._url(peer)}/_cluster/snapshot/status", params=params
                 )
             except httpx.HTTPError as exc:
                 raise PeerUnreachable(f"{peer}: {exc!r}") from None

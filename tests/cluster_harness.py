@@ -29,8 +29,11 @@ class ClusterViews:
         raise NotImplementedError
 
     def status(self, node_id: str) -> dict[str, Any] | None:
+        node = self.nodes.get(node_id)
+        if node is None:  # removed from the drill meanwhile
+            return None
         try:
-            response = httpx.get(self.nodes[node_id].url + "/cluster", timeout=5)
+            response = httpx.get(node.url + "/cluster", timeout=5)
         except httpx.HTTPError:
             return None
         return response.json() if response.status_code == 200 else None

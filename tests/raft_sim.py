@@ -62,6 +62,9 @@ class SimNode:
     up: bool = True
     lives: int = 0  # crashes so far: work started before one dies with it
     joined: bool = False  # added later: it knows no member list until a leader's log
+    # Every node a list it appended ever named, kept apart from the log (the
+    # engine keeps it in <data>/cluster): a damaged tail does not lose it.
+    known: set[str] = field(default_factory=set)
 
 
 @dataclass(order=True)
@@ -128,9 +131,10 @@ class Cluster:
         base: tuple[int, Configuration] | None = None if joined else (0, self.initial)
         if node is not None and node.snapshots and node.snapshots[-1][3] is not None:
             base = (node.snapshots[-1][0], node.snapshots[-1][3])
+        known = frozenset(node.known) if node is not None else frozenset()
         return RaftCore(
             config, log, term, voted_for, commit, self.now, random.Random(self.rng.random()),
-            configurations=configurations_in(log, base),
+            configurations=configurations_in(log, base), known_members=known,
         )  # fmt: skip
 
     # ------------------------------------------------------------ network
@@ -179,6 +183,8 @@ class Cluster:
                     return
                 node.log.sync()
                 core.log_synced(node.log.last_index(), self.now)
+            if ready.configuration_changed:
+                node.known |= set(core.members)
             for peer, message in ready.messages:
                 self._post(node.node_id, peer, message, is_request=True)
             for peer, rpc, term in ready.snapshots:
@@ -186,7 +192,8 @@ class Cluster:
             lag = self.rng.randint(0, self.apply_lag) if self.apply_lag else 0
             self._apply(node, core.commit_index - lag)
             ready = core.take_ready()
-            if not (ready.save_term or ready.sync_log or ready.messages or ready.snapshots):
+            if not (ready.save_term or ready.sync_log or ready.messages or ready.snapshots
+                    or ready.configuration_changed):  # fmt: skip
                 break
 
     def _send_snapshot(self, node: SimNode, peer: str, rpc: int, leader_term: int) -> None:

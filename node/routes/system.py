@@ -12,6 +12,7 @@ from cluster.status import peer_views
 from node.deps import EngineDep
 from node.errors import Unavailable
 from node.timeutil import now_us, to_iso
+from replication.membership import Configuration
 
 router = APIRouter(tags=["system"])
 
@@ -48,7 +49,14 @@ def cluster(engine: EngineDep) -> dict[str, Any]:
     recovery = engine.recovery
     urls = engine.member_urls()
     leader_id = raft.leader_id if raft else None
-    membership = engine.membership
+    try:
+        membership: Configuration | None = engine.configuration
+    except RuntimeError:  # starting, or joining
+        membership = None
+    role = raft.role.value if raft else "starting"
+    voter = membership is not None and settings.node_id in membership.voters()
+    if raft is not None and role == "follower" and membership is not None and not voter:
+        role = "learner" if membership.has(settings.node_id) else "removed"
     return {
         "node_id": settings.node_id,
         "url": urls.get(settings.node_id, settings.url),
@@ -57,7 +65,7 @@ def cluster(engine: EngineDep) -> dict[str, Any]:
             {"id": member.id, "url": member.url, "voter": member.voter}
             for member in (membership.members if membership else ())
         ],
-        "role": raft.role.value if raft else "starting",
+        "role": role,
         "term": raft.term if raft else 0,
         "leader_id": leader_id,
         "leader_url": urls.get(leader_id) if leader_id else None,

@@ -99,7 +99,11 @@ class RegisterWorkload:
         with httpx.Client(timeout=self.timeout) as http:
             while not self._stop.is_set():
                 key = rng.choice(self.keys)
-                url = self.cluster.nodes[target].url
+                node = self.cluster.nodes.get(target)
+                if node is None:  # a member removed meanwhile (membership drills)
+                    target = rng.choice(list(self.cluster.nodes))
+                    continue
+                url = node.url
                 if rng.random() < 0.6:
                     # unique across drills: the value is also the Idempotency-Key
                     value = f"s{self.seed}c{client}-{n}"

@@ -50,6 +50,10 @@ def test_the_stored_list_wins_and_a_different_one_is_refused() -> None:
         resolve(stored, "n4", FIVE["n4"], {}, USED)
     with pytest.raises(MembershipRefused):
         resolve(stored, "n1", THREE["n1"], {**THREE, "n2": "http://127.0.0.1:1"}, USED)
+    # After runtime changes grew it to five, the bootstrap --peers still starts it.
+    grown = bootstrap(FIVE)
+    assert resolve(grown, "n1", FIVE["n1"], THREE, USED, bootstrapped_with=THREE) == (grown, None)
+    assert resolve(grown, "n1", FIVE["n1"], FIVE, USED, bootstrapped_with=THREE) == (grown, None)
 
 
 def test_a_single_node_may_move_but_not_become_a_cluster_by_restart() -> None:

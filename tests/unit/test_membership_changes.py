@@ -9,9 +9,12 @@ import random
 
 import pytest
 
-from replication.membership import Configuration, Member
-from replication.raft import MembershipChangeRefused, Role
+from replication.membership import Configuration, Member, encode_configuration
+from replication.messages import TimeoutNow
+from replication.raft import MembershipChangeRefused, RaftConfig, RaftCore, Role
 from tests.raft_sim import Cluster
+from wal import EntryKind, LogEntry
+from wal.memory_store import MemoryLogStore
 
 
 def _settled(seed: int, size: int = 3, **faults: float) -> Cluster:
@@ -234,3 +237,88 @@ def test_random_membership_changes_under_faults_keep_safety(seed: int) -> None:
         cluster.run(rng.uniform(0.05, 1.0))
     assert changes > 0
     cluster.final_checks(settle=30.0)
+
+
+# From the adversarial review of the core change: each failed before its fix.
+
+
+def test_a_late_timeout_now_does_not_make_a_demoted_learner_campaign() -> None:
+    cluster = Cluster(3, seed=21)
+    cluster.run(4.0)
+    for n in range(3):
+        cluster.propose(b"x%d" % n)
+    cluster.run(1.3)
+    leader = cluster.leader()
+    assert leader is not None
+    target = sorted(set(cluster.ids) - {leader.node_id})[0]
+    leader.core.transfer_leadership(target, cluster.now)
+    ready = leader.core.take_ready()
+    held = [m for _, m in ready.messages if isinstance(m, TimeoutNow)]
+    assert held, "the target was not caught up"
+    ready.messages = [(p, m) for p, m in ready.messages if not isinstance(m, TimeoutNow)]
+    cluster._handle_ready(leader, ready)
+    leader.core.transfer_leadership(leader.node_id, cluster.now)  # called off
+    voters = sorted(set(cluster.ids) - {target})
+    assert cluster.change(voters, (target,))
+    cluster.run(0.5)
+    learner = cluster.nodes[target]
+    assert target not in learner.core.voters
+    learner.core.receive(held[0], cluster.now)  # the TimeoutNow arrives late
+    cluster._handle_ready(learner, learner.core.take_ready())
+    cluster.run(0.3)
+    assert learner.core.role is Role.FOLLOWER and cluster.leader() is leader
+    cluster.final_checks()
+
+
+def test_a_voter_that_has_not_caught_up_is_not_added() -> None:
+    cluster = Cluster(1, seed=22)
+    cluster.run(1.0)
+    cluster.add_node("n2")
+    cluster.crash("n2")  # down: adding it as a voter would need it for every commit
+    assert not cluster.change(["n1", "n2"])
+    assert cluster.change(["n1"], ("n2",))  # as a learner it is fine
+    cluster.run(1.0)
+    assert not cluster.change(["n1", "n2"])  # still down: not caught up
+    cluster.restart("n2")
+    cluster.run(2.0)
+    assert cluster.change(["n1", "n2"])
+    cluster.final_checks()
+
+
+def test_a_removed_follower_learns_it_was_removed_and_stops_campaigning() -> None:
+    cluster = _settled(seed=41)
+    leader = cluster.leader()
+    assert leader is not None
+    gone = sorted(set(cluster.ids) - {leader.node_id})[0]
+    _committed_change(cluster, sorted(set(cluster.ids) - {gone}))
+    cluster.run(3.0)
+    removed = cluster.nodes[gone].core
+    assert gone not in removed.voters and not removed._may_campaign()
+    assert gone not in leader.core.progress  # and the leader stopped sending to it
+    term = leader.core.term
+    cluster.run(10.0)
+    assert removed.term == term and removed.role is Role.FOLLOWER
+
+
+def test_a_snapshot_without_a_list_never_brings_back_an_uncommitted_one() -> None:
+    boot = Configuration("c", tuple(Member(n, "u") for n in ("n1", "n2", "n3")))
+    bogus = Configuration("c", (Member("n1", "u"), Member("n2", "u")))  # never committed
+    log = MemoryLogStore()
+    log.append([LogEntry(1, 1, EntryKind.NOOP, b""),
+                LogEntry(2, 2, EntryKind.CONFIG, encode_configuration(bogus))])  # fmt: skip
+    core = RaftCore(RaftConfig("n2", ("n1", "n3")), log, 3, None, 1, 0.0,
+                    configurations=[(0, boot), (2, bogus)])  # fmt: skip
+    assert core.voters == {"n1", "n2"}
+    core.snapshot_installed("n3", 5, 3, 9, 1.0)  # the log after it is thrown away
+    assert core.voters == {"n1", "n2", "n3"}
+
+
+def test_a_node_that_ever_had_other_members_is_never_alone_after_losing_its_tail() -> None:
+    log = MemoryLogStore()
+    alone = Configuration("c", (Member("n1", "u"),))
+    core = RaftCore(RaftConfig("n1", ()), log, 2, "n1", 0, 0.0, lost_tail=True,
+                    configurations=[(0, alone)], known_members=frozenset({"n1", "n2"}))  # fmt: skip
+    assert core.waits_for_leader_after == 2  # it cannot tell what it lost
+    never = RaftCore(RaftConfig("n1", ()), MemoryLogStore(), 2, "n1", 0, 0.0, lost_tail=True,
+                     configurations=[(0, alone)], known_members=frozenset({"n1"}))  # fmt: skip
+    assert never.waits_for_leader_after is None  # a cluster of one all along

@@ -1,0 +1,62 @@
+"""``--join``: a fresh node asks an existing cluster to add it as a learner."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import httpx
+
+from replication.membership import Configuration, Member, MembershipRefused
+from replication.transport import SECRET_HEADER
+
+log = logging.getLogger("shoal.join")
+JOIN_SECONDS = 120.0
+
+
+def configuration_from_answer(answer: dict[str, object]) -> Configuration:
+    members = answer["members"]
+    assert isinstance(members, list)
+    return Configuration(
+        str(answer["cluster_id"]),
+        tuple(Member(str(m["id"]), str(m["url"]), bool(m["voter"])) for m in members),
+    )
+
+
+async def join_cluster(urls: list[str], node_id: str, own_url: str, secret: str) -> Configuration:
+    """The member list with this node in it, once the change committed.
+
+    Tries each URL in turn (a follower redirects to the leader) until one
+    adds the node, for up to JOIN_SECONDS: the cluster may be electing.
+    """
+    if not urls:
+        raise MembershipRefused("--join needs the URL of at least one node of the cluster")
+    body = {"id": node_id, "url": own_url, "voter": False}
+    deadline = time.monotonic() + JOIN_SECONDS
+    last = "no node answered"
+    async with httpx.AsyncClient(timeout=30.0, follow_redirects=True,
+                                 headers={SECRET_HEADER: secret}) as http:  # fmt: skip
+        while time.monotonic() < deadline:
+            for url in urls:
+                try:
+                    answer = await http.post(url.rstrip("/") + "/admin/members", json=body)
+                except httpx.HTTPError as exc:
+                    last = f"{url}: {exc!r}"
+                    continue
+                if answer.status_code == 200:
+                    return configuration_from_answer(answer.json())
+                detail = _detail(answer)
+                if answer.status_code in (403, 409, 422):
+                    raise MembershipRefused(f"{url} refused to add {node_id}: {detail}")
+                last = f"{url} answered {answer.status_code}: {detail}"
+            log.info("joining: %s; trying again", last)
+            await asyncio.sleep(1.0)
+    raise MembershipRefused(f"could not join within {JOIN_SECONDS:.0f} s: {last}")
+
+
+def _detail(answer: httpx.Response) -> str:
+    try:
+        return str(answer.json().get("detail", answer.text))
+    except ValueError:
+        return answer.text
