@@ -31,8 +31,6 @@ def add_actions(actions: Any) -> None:
             action.add_argument("node_id", metavar="ID", help="the node")
         if name == "add":
             action.add_argument("node_url", metavar="URL", help="the node's URL, as peers reach it")
-            action.add_argument("--voter", action="store_true",
-                                help="add it as a voter at once")  # fmt: skip
         action.add_argument("--url", default=default_url, help="node URLs, comma separated")
         action.add_argument("--cluster-secret",
                             help="the cluster's secret [SHOAL_CLUSTER_SECRET]")  # fmt: skip
@@ -95,8 +93,7 @@ def change_members(
     headers = {SECRET_HEADER: secret}
     if args.action == "add":
         response = http.post(url + "/admin/members", headers=headers, follow_redirects=True,
-                             json={"id": args.node_id, "url": args.node_url,
-                                   "voter": args.voter})  # fmt: skip
+                             json={"id": args.node_id, "url": args.node_url})  # fmt: skip
     elif args.action == "promote":
         response = http.post(f"{url}/admin/members/{args.node_id}/promote", headers=headers,
                              follow_redirects=True)  # fmt: skip

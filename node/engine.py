@@ -215,7 +215,9 @@ class Engine:
             for directory in (self.data_dir / "wal", self.snapshots.directory)
         )
         if settings.join and stored is None:
-            if history:
+            # A join that failed before it was answered left at most an empty
+            # log segment (the node serves nothing while it joins): retry it.
+            if term.term > 0 or any(self.snapshots.directory.iterdir()):
                 raise MembershipRefused(
                     "--join is for an empty data directory; this one holds data (wipe it to "
                     "join as a new node, or start it without --join)"
@@ -239,9 +241,10 @@ class Engine:
                 "(--cluster-secret or SHOAL_CLUSTER_SECRET)"
             )
         self._forced = settings.force_new_cluster
+        if why is not None and not self._forced:  # a forced list is saved once the log is open
+            self.cluster_store.save(configuration, self._membership_index,
+                                    new_bootstrap=stored is None)  # fmt: skip
         if why is not None:
-            fresh = stored is None or settings.force_new_cluster
-            self.cluster_store.save(configuration, self._membership_index, new_bootstrap=fresh)
             log.warning("cluster %s: %s", configuration.cluster_id, why)
         self.membership = configuration
 
@@ -253,11 +256,15 @@ class Engine:
         if self._forced:
             # In force from the log's end: no list in the log overrides it.
             self._membership_index = self.log_store.last_index()
-            self.cluster_store.save(self.membership, self._membership_index)
+            self.cluster_store.save(self.membership, self._membership_index, new_bootstrap=True)
         base = (self._membership_index, self.membership)
         applied = self.state.configuration
         if applied is not None and applied[0] > base[0]:
             base = applied
+        # The state's list is what snapshots carry: never an older one than
+        # the list in force (after a force or a restore, the old cluster's).
+        if base is not applied:
+            self.state.configuration = base
         self._configurations = configurations_in(self.log_store, base)
 
     @property
@@ -331,12 +338,14 @@ class Engine:
         """Ask the cluster behind ``--join`` to add this node as a learner;
         its answer is the member list, which is stored before Raft starts."""
         settings = self.settings
-        configuration = await join_cluster(
+        configuration, index = await join_cluster(
             [url.strip() for url in settings.join.split(",") if url.strip()],
             settings.node_id, settings.url, settings.cluster_secret or "",
         )  # fmt: skip
-        await asyncio.to_thread(self.cluster_store.save, configuration, 0, True)
-        self.membership = configuration
+        # Stored at the index it was committed at: lists from before it (a
+        # leader's older snapshot) do not replace it as they are applied.
+        await asyncio.to_thread(self.cluster_store.save, configuration, index, True)
+        self.membership, self._membership_index = configuration, index
         self._configurations = [(0, configuration)]
         self.joining = False
         log.info("joined cluster %s as a learner", configuration.cluster_id)
@@ -345,13 +354,19 @@ class Engine:
         """On the loop: the member list in force changed (appended, or undone)."""
         raft = self.raft
         if raft is not None and raft.transport is not None:
-            raft.transport.set_peers(configuration.peers_of(self.settings.node_id))
+            urls = configuration.peers_of(self.settings.node_id)
+            # Removed members still get the log until they learn that their
+            # removal committed (the core stops sending to them after that).
+            for gone in raft.core.progress if raft.core is not None else ():
+                known = raft.transport.peer_urls.get(gone)
+                if gone not in urls and known is not None:
+                    urls[gone] = known
+            raft.transport.set_peers(urls)
         newcomers = set(configuration.urls()) - self.cluster_store.known
-        if newcomers and self.membership is not None:
+        if newcomers:
             # Recorded before anything else happens: a node whose log tail is
             # later damaged must not think itself alone (see RaftCore).
-            self.cluster_store.known |= newcomers
-            self.cluster_store.save(self.membership, self._membership_index)
+            self.cluster_store.remember_members(newcomers)
         log.info("members now: %s", ", ".join(
             f"{m.id}{'' if m.voter else ' (learner)'}" for m in configuration.members))  # fmt: skip
 

@@ -24,15 +24,18 @@ def configuration_from_answer(answer: dict[str, object]) -> Configuration:
     )
 
 
-async def join_cluster(urls: list[str], node_id: str, own_url: str, secret: str) -> Configuration:
-    """The member list with this node in it, once the change committed.
+async def join_cluster(
+    urls: list[str], node_id: str, own_url: str, secret: str
+) -> tuple[Configuration, int]:
+    """The member list with this node in it, once the change committed, and
+    the log index it was committed at.
 
     Tries each URL in turn (a follower redirects to the leader) until one
     adds the node, for up to JOIN_SECONDS: the cluster may be electing.
     """
     if not urls:
         raise MembershipRefused("--join needs the URL of at least one node of the cluster")
-    body = {"id": node_id, "url": own_url, "voter": False}
+    body = {"id": node_id, "url": own_url}
     deadline = time.monotonic() + JOIN_SECONDS
     last = "no node answered"
     async with httpx.AsyncClient(timeout=30.0, follow_redirects=True,
@@ -45,14 +48,23 @@ async def join_cluster(urls: list[str], node_id: str, own_url: str, secret: str)
                     last = f"{url}: {exc!r}"
                     continue
                 if answer.status_code == 200:
-                    return configuration_from_answer(answer.json())
+                    found = answer.json()
+                    return configuration_from_answer(found), int(found.get("index") or 0)
                 detail = _detail(answer)
-                if answer.status_code in (403, 409, 422):
+                transient = _kind(answer) == "membership-change-refused"  # another change first
+                if answer.status_code in (403, 409, 422) and not transient:
                     raise MembershipRefused(f"{url} refused to add {node_id}: {detail}")
                 last = f"{url} answered {answer.status_code}: {detail}"
             log.info("joining: %s; trying again", last)
             await asyncio.sleep(1.0)
     raise MembershipRefused(f"could not join within {JOIN_SECONDS:.0f} s: {last}")
+
+
+def _kind(answer: httpx.Response) -> str:
+    try:
+        return str(answer.json().get("type", "")).rsplit("/", 1)[-1]
+    except ValueError:
+        return ""
 
 
 def _detail(answer: httpx.Response) -> str:

@@ -114,6 +114,7 @@ class ClusterStore:
         self.known: set[str] = set()
         # The loop (a list appended) and the applier (one committed) both save.
         self._saving = threading.Lock()
+        self._last: tuple[Configuration, int] | None = None
 
     def load(self) -> Configuration | None:
         found = self.load_at()
@@ -138,9 +139,19 @@ class ClusterStore:
             self.bootstrap = dict(first) if isinstance(first, dict) else configuration.urls()
             known = stored.get("known") if isinstance(stored, dict) else None
             self.known = set(known) if isinstance(known, list) else set(configuration.urls())
+            self._last = (configuration, int(index))
             return int(index), configuration
         except (ValueError, TypeError) as exc:
             raise CorruptMembership(f"{self.path} does not hold a configuration: {exc}") from None
+
+    def remember_members(self, ids: set[str]) -> None:
+        """Add ``ids`` to the known members, durably (the stored list stays)."""
+        with self._saving:
+            found = self._last
+            if found is None:
+                return
+            self.known |= ids
+            self._write(*found)
 
     def save(
         self, configuration: Configuration, index: int = 0, new_bootstrap: bool = False
@@ -153,9 +164,13 @@ class ClusterStore:
             if new_bootstrap or self.bootstrap is None:
                 self.bootstrap = configuration.urls()
             self.known = (set() if new_bootstrap else self.known) | set(configuration.urls())
-            body = {**configuration.to_wire(), "index": index, "bootstrap": self.bootstrap,
-                    "known": sorted(self.known)}  # fmt: skip
-            write_checked(self.path, _MAGIC, body)
+            self._write(configuration, index)
+
+    def _write(self, configuration: Configuration, index: int) -> None:
+        body = {**configuration.to_wire(), "index": index, "bootstrap": self.bootstrap,
+                "known": sorted(self.known)}  # fmt: skip
+        write_checked(self.path, _MAGIC, body)
+        self._last = (configuration, index)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,6 @@ from replication.transport import SECRET_HEADER
 
 router = APIRouter(tags=["system"])
 CHANGE_SECONDS = 30.0
-# A learner is promoted once it is this close to the leader's log.
-CAUGHT_UP_ENTRIES = 64
 
 
 class ChangeRefused(ShoalError):
@@ -35,14 +33,27 @@ class ChangeRefused(ShoalError):
 
 
 class NewMember(BaseModel):
+    """A node to add as a learner (voters are learners promoted once caught up)."""
+
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     url: str = Field(min_length=8, max_length=300, pattern=r"^https?://")
-    voter: bool = False
 
 
 def describe(configuration: Configuration, index: int | None = None) -> dict[str, Any]:
     members = [{"id": m.id, "url": m.url, "voter": m.voter} for m in configuration.members]
     return {"cluster_id": configuration.cluster_id, "members": members, "index": index}
+
+
+async def _committed(engine: Engine, raft: RaftNode) -> dict[str, Any]:
+    """The list in force once it is committed (an answer to a repeated request)."""
+    deadline = time.monotonic() + CHANGE_SECONDS
+    while True:
+        core = raft.core
+        if core is not None and core.configuration_index <= raft.commit_index:
+            return describe(engine.configuration, core.configuration_index)
+        if time.monotonic() > deadline:
+            raise Unavailable("the change in progress did not commit in time; read /cluster")
+        await asyncio.sleep(0.05)
 
 
 async def _change(engine: Engine, raft: RaftNode, configuration: Configuration) -> dict[str, Any]:
@@ -78,11 +89,11 @@ async def add_member(
     for member in current.members:
         if member.id == body.id:
             if member.url == url:
-                return describe(current)  # already in: a join sent again
+                return await _committed(engine, raft)  # already in: a join sent again
             raise Conflict(f"{body.id} is already a member, at {member.url}")
         if member.url == url:
             raise Conflict(f"{url} is already the address of member {member.id}")
-    grown = Configuration(current.cluster_id, (*current.members, Member(body.id, url, body.voter)))
+    grown = Configuration(current.cluster_id, (*current.members, Member(body.id, url, False)))
     return await _change(engine, raft, grown)
 
 
@@ -92,34 +103,31 @@ async def promote_member(
     wait: Annotated[float, Query(ge=0, le=600, description="seconds to wait for it to catch up")]
     = CHANGE_SECONDS,
 ) -> dict[str, Any]:  # fmt: skip
-    """Make a learner a voter, once its log is within a few entries of ours."""
+    """Make a learner a voter once it has caught up: the change is tried
+    until the leader takes it (it refuses a learner behind its commit index
+    or not answering, and any change while another is not committed)."""
     raft = _leader(request, engine, service)
-    current = engine.configuration
-    member = next((m for m in current.members if m.id == node_id), None)
-    if member is None:
-        raise NotFound(f"{node_id} is not a member")
-    if member.voter:
-        return describe(current)
     deadline = time.monotonic() + wait
     while True:
-        core = raft.core
-        progress = core.progress.get(node_id) if core is not None else None
-        lag = None if core is None or progress is None else (
-            core.log.last_index() - progress.match_index
-        )  # fmt: skip
-        # It answered lately (a node that never started has a match of 0 and
-        # a short log might look caught up) and holds nearly all of our log.
-        answering = progress is not None and (
-            time.monotonic() - progress.acked_sent < 2 * engine.settings.election_timeout
-        )
-        if answering and lag is not None and lag <= CAUGHT_UP_ENTRIES:
-            break
-        if time.monotonic() > deadline:
-            raise Unavailable(f"{node_id} is still catching up ({lag} entries behind); "
-                              "promote it once it has", retry_after=5)  # fmt: skip
-        await asyncio.sleep(0.1)
-    members = tuple(Member(m.id, m.url, True) if m.id == node_id else m for m in current.members)
-    return await _change(engine, raft, Configuration(current.cluster_id, members))
+        current = engine.configuration  # read again each time: others may change it
+        member = next((m for m in current.members if m.id == node_id), None)
+        if member is None:
+            raise NotFound(f"{node_id} is not a member")
+        if member.voter:
+            return await _committed(engine, raft)
+        members = tuple(Member(m.id, m.url, m.voter or m.id == node_id) for m in current.members)
+        try:
+            return await _change(engine, raft, Configuration(current.cluster_id, members))
+        except ChangeRefused as refused:
+            if time.monotonic() > deadline:
+                core = raft.core
+                progress = core.progress.get(node_id) if core is not None else None
+                behind = "" if core is None or progress is None else (
+                    f" ({core.log.last_index() - progress.match_index} entries behind)"
+                )  # fmt: skip
+                raise Unavailable(f"{node_id} is still catching up{behind}: {refused.detail}; "
+                                  "promote it once it has", retry_after=5) from None  # fmt: skip
+        await asyncio.sleep(0.2)
 
 
 @router.delete("/admin/members/{node_id}")
@@ -130,7 +138,7 @@ async def remove_member(
     raft = _leader(request, engine, service)
     current = engine.configuration
     if not current.has(node_id):
-        raise NotFound(f"{node_id} is not a member")
+        return await _committed(engine, raft)  # gone already: a removal sent again
     left = tuple(m for m in current.members if m.id != node_id)
     if not any(m.voter for m in left):
         raise InvalidRequest("the last voter cannot be removed")

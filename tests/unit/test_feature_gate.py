@@ -22,6 +22,8 @@ class _Transport:
 
 
 class _Raft:
+    core = None  # the member list comes from the engine's own
+
     def __init__(self, transport: _Transport) -> None:
         self.transport = transport
 
