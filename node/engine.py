@@ -23,11 +23,13 @@ import os
 import struct
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
 
 from indexes.warmup import warm_kernels
+from node.digest_cache import DigestCache
 from node.join import join_cluster
 from node.settings import Settings
 from node.snapshot_inbox import SnapshotInbox, TransferKey
@@ -141,7 +143,7 @@ class Engine:
         self._snapshot_started = 0.0
         self._snapshot_finished = 0.0
         self._snapshot_seconds = 0.0
-        self._digest: tuple[int, str] | None = None
+        self.digests = DigestCache(self.state, self._hold_applier)
         self._hint_written = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
@@ -638,9 +640,7 @@ class Engine:
             with self.raft.applying_lock:
                 self._snapshot_started = time.monotonic()
                 image = capture(self.state)
-                cached = self._digest
-                digest = (cached[1] if cached is not None and cached[0] == image.index
-                          else state_digest(self.state))  # fmt: skip
+                digest = state_digest(self.state)
             self._bytes_at_snapshot = self.log_store.bytes_written
             newest = self.last_snapshot
             if newest is not None and newest.index == image.index:
@@ -691,7 +691,7 @@ class Engine:
         self._state_bytes = _file_bytes(final)
         self._bytes_at_snapshot = self.log_store.bytes_written
         self.snapshots.prune(KEEP_SNAPSHOTS)
-        self._digest = None
+        self.digests.forget()
         log.info("installed the leader's snapshot at entry %d (term %d)", prepared.index,
                  prepared.term)  # fmt: skip
 
@@ -699,19 +699,8 @@ class Engine:
         prepared.path.unlink(missing_ok=True)
 
     # -------------------------------------------------------------- status
-    def digest(self) -> tuple[int, str]:
-        """(applied index, state digest), recomputed only when state changed."""
-        digest = ""
-        for _ in range(5):
-            before = self.state.applied_index
-            cached = self._digest
-            if cached is not None and cached[0] == before:
-                return cached
-            digest = state_digest(self.state)
-            if self.state.applied_index == before:
-                self._digest = (before, digest)
-                return self._digest
-        return self.state.applied_index, digest
+    def _hold_applier(self) -> AbstractContextManager[object]:
+        return self.raft.applying_lock if self.raft is not None else nullcontext()
 
 
 def _file_bytes(path: Path) -> int:

@@ -28,12 +28,13 @@ class ClusterViews:
     def running(self) -> list[str]:
         raise NotImplementedError
 
-    def status(self, node_id: str) -> dict[str, Any] | None:
+    def status(self, node_id: str, digest_now: bool = False) -> dict[str, Any] | None:
         node = self.nodes.get(node_id)
         if node is None:  # removed from the drill meanwhile
             return None
+        query = "?digest=now" if digest_now else ""
         try:
-            response = httpx.get(node.url + "/cluster", timeout=5)
+            response = httpx.get(f"{node.url}/cluster{query}", timeout=5 if not digest_now else 120)
         except httpx.HTTPError:
             return None
         return response.json() if response.status_code == 200 else None
@@ -60,12 +61,13 @@ class ClusterViews:
         deadline = time.monotonic() + timeout
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            views = {n: self.status(n) for n in self.running()}
-            last = {n: (v["applied_index"], v["commit_index"], v["state_digest"]) if v else None
+            views = {n: self.status(n, digest_now=True) for n in self.running()}
+            last = {n: (v["applied_index"], v["commit_index"], v["digest_index"], v["state_digest"])
+                    if v else None
                     for n, v in views.items()}  # fmt: skip
             values = set(last.values())
             if None not in values and len(values) == 1:
-                return str(next(iter(values))[2])  # type: ignore[index]
+                return str(next(iter(values))[3])  # type: ignore[index]
             time.sleep(0.1)
         raise AssertionError(f"nodes did not converge: {last}")
 

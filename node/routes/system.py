@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -41,10 +41,19 @@ async def ready(engine: EngineDep) -> JSONResponse:
 
 
 @router.get("/cluster")
-def cluster(engine: EngineDep) -> dict[str, Any]:
+def cluster(
+    engine: EngineDep,
+    digest: Annotated[
+        Literal["now"] | None,
+        Query(
+            description="`now`: the digest of the state as applied now, however long "
+            "that takes; otherwise the newest one, taken again only when cheap"
+        ),
+    ] = None,
+) -> dict[str, Any]:
     raft = engine.raft
     settings = engine.settings
-    digest_index, digest = engine.digest()
+    newest = engine.digests.view(now=digest == "now")
     snapshot = engine.last_snapshot
     recovery = engine.recovery
     urls = engine.member_urls()
@@ -71,8 +80,8 @@ def cluster(engine: EngineDep) -> dict[str, Any]:
         "leader_url": urls.get(leader_id) if leader_id else None,
         "commit_index": raft.commit_index if raft else 0,
         "applied_index": engine.applied_index,
-        "state_digest": digest,
-        "digest_index": digest_index,
+        "state_digest": newest[1] if newest else None,
+        "digest_index": newest[0] if newest else None,
         "peers": peer_views(raft, urls, 2 * settings.election_timeout) if raft else [],
         "ready": engine.ready_reason() is None,
         "failure": engine.failure,

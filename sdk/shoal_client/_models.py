@@ -106,6 +106,6 @@ class NodeStatus(_Model):
     leader_url: str | None = None
     commit_index: int
     applied_index: int
-    state_digest: str
+    state_digest: str | None = None
     ready: bool | None = None
     peers: list[Peer] = []

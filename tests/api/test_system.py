@@ -20,15 +20,28 @@ def test_openapi_documents_raw_body_routes(api: httpx.Client) -> None:
 
 
 def test_cluster_of_one(api: httpx.Client) -> None:
-    before = api.get("/cluster").json()
+    now = {"digest": "now"}
+    before = api.get("/cluster", params=now).json()
     assert before["role"] == "leader" and before["peers"] == []
     assert before["leader_url"] == before["url"]
     response = api.post("/libraries", json={"name": "cluster-view"})
-    after = api.get("/cluster").json()
+    after = api.get("/cluster", params=now).json()
     assert after["commit_index"] == int(response.headers["X-Shoal-Index"])
     assert after["applied_index"] == after["commit_index"] > before["commit_index"]
+    assert after["digest_index"] == after["applied_index"]
     assert after["state_digest"] != before["state_digest"]
-    assert api.get("/cluster").json()["state_digest"] == after["state_digest"]
+    again = api.get("/cluster").json()  # the one just taken, or one as current
+    assert (again["digest_index"], again["state_digest"]) == (
+        after["digest_index"],
+        after["state_digest"],
+    )
+
+
+def test_cluster_digest_asks_for_a_known_word(api: httpx.Client) -> None:
+    response = api.get("/cluster", params={"digest": "later"})
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "digest" in response.text
 
 
 def test_metrics_count_requests(api: httpx.Client) -> None:
