@@ -23,7 +23,6 @@ import os
 import struct
 import threading
 import time
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -143,7 +142,7 @@ class Engine:
         self._snapshot_started = 0.0
         self._snapshot_finished = 0.0
         self._snapshot_seconds = 0.0
-        self.digests = DigestCache(self.state, self._hold_applier)
+        self.digests = DigestCache(self.state, self._applier_lock)
         self._hint_written = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
@@ -699,8 +698,9 @@ class Engine:
         prepared.path.unlink(missing_ok=True)
 
     # -------------------------------------------------------------- status
-    def _hold_applier(self) -> AbstractContextManager[object]:
-        return self.raft.applying_lock if self.raft is not None else nullcontext()
+    def _applier_lock(self) -> threading.Lock:
+        # Before the Raft node exists nothing applies: a lock of its own will do.
+        return self.raft.applying_lock if self.raft is not None else threading.Lock()
 
 
 def _file_bytes(path: Path) -> int:

@@ -28,13 +28,14 @@ class ClusterViews:
     def running(self) -> list[str]:
         raise NotImplementedError
 
-    def status(self, node_id: str, digest_now: bool = False) -> dict[str, Any] | None:
+    def status(self, node_id: str, digest_now: bool = False,
+               timeout: float = 5.0) -> dict[str, Any] | None:  # fmt: skip
         node = self.nodes.get(node_id)
         if node is None:  # removed from the drill meanwhile
             return None
         query = "?digest=now" if digest_now else ""
         try:
-            response = httpx.get(f"{node.url}/cluster{query}", timeout=5 if not digest_now else 120)
+            response = httpx.get(f"{node.url}/cluster{query}", timeout=timeout)
         except httpx.HTTPError:
             return None
         return response.json() if response.status_code == 200 else None
@@ -61,13 +62,15 @@ class ClusterViews:
         deadline = time.monotonic() + timeout
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            views = {n: self.status(n, digest_now=True) for n in self.running()}
+            views = {n: self.status(n, digest_now=True,
+                                    timeout=max(1.0, deadline - time.monotonic()))
+                     for n in self.running()}  # fmt: skip
             last = {n: (v["applied_index"], v["commit_index"], v["digest_index"], v["state_digest"])
                     if v else None
                     for n, v in views.items()}  # fmt: skip
             values = set(last.values())
             if None not in values and len(values) == 1:
-                return str(next(iter(values))[3])  # type: ignore[index]
+                return str(next(iter(values))[3])
             time.sleep(0.1)
         raise AssertionError(f"nodes did not converge: {last}")
 

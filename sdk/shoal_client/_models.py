@@ -106,6 +106,7 @@ class NodeStatus(_Model):
     leader_url: str | None = None
     commit_index: int
     applied_index: int
-    state_digest: str | None = None
+    state_digest: str | None = None  # null until a digest was taken (see digest_index)
+    digest_index: int | None = None
     ready: bool | None = None
     peers: list[Peer] = []

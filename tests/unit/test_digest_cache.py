@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
@@ -49,50 +47,48 @@ def test_slices_do_not_change_the_digest(monkeypatch: pytest.MonkeyPatch) -> Non
     assert state_digest(machine) == whole
 
 
-class Applier:
-    """Stands for the Raft node's applying lock; says whether it was held."""
+def cache_over(machine: StateMachine, lock: threading.Lock | None = None) -> DigestCache:
+    held = lock or threading.Lock()
+    return DigestCache(machine, lambda: held)
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.held_while_hashing: list[bool] = []
 
-    @contextmanager
-    def hold(self) -> Iterator[object]:
-        with self.lock:
-            yield self.lock
+@pytest.fixture
+def no_duty(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Polls may hash back to back (the share of time is tested on its own)."""
+    monkeypatch.setattr(digest_cache, "DUTY", 1.0)
 
 
 def test_a_cheap_digest_is_current_and_taken_with_the_applier_held(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, no_duty: None
 ) -> None:
     machine, log = filled("brute_force", 60)
-    applier = Applier()
-    cache = DigestCache(machine, applier.hold)
+    applier = threading.Lock()
+    cache = cache_over(machine, applier)
+    held_while_hashing: list[bool] = []
 
     def spy(state: StateMachine) -> str:
-        applier.held_while_hashing.append(applier.lock.locked())
+        held_while_hashing.append(applier.locked())
         return state_digest(state)
 
     monkeypatch.setattr(digest_cache, "state_digest", spy)
     first = cache.view()
     assert first == (machine.applied_index, state_digest(machine))
     assert cache.view() == first  # unchanged state: not hashed again
-    assert applier.held_while_hashing == [True]
+    assert held_while_hashing == [True]
     random_workload(random.Random(8), log, 5)
     assert cache.view() == (machine.applied_index, state_digest(machine))
-    assert applier.held_while_hashing == [True, True]
+    assert held_while_hashing == [True, True]
 
 
 def test_a_costly_digest_is_shown_with_its_index_until_asked_for(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, no_duty: None
 ) -> None:
     machine, log = filled("brute_force", 60)
-    cache = DigestCache(machine, Applier().hold)
+    cache = cache_over(machine)
     taken = cache.view()
     assert taken is not None and taken[0] == machine.applied_index
     # The state now looks large enough that a poll must not pay for it.
-    monkeypatch.setattr(digest_cache, "SECONDS_PER_CHUNK", 1.0)
-    monkeypatch.setattr(cache, "_per_chunk", 1.0)
+    monkeypatch.setattr(cache, "_per_record", 1.0)
     random_workload(random.Random(9), log, 5)
     assert cache.view() == taken  # the newest, labelled with its own index
     now = cache.view(now=True)
@@ -102,19 +98,76 @@ def test_a_costly_digest_is_shown_with_its_index_until_asked_for(
 
 def test_nothing_is_shown_before_the_first_costly_digest(monkeypatch: pytest.MonkeyPatch) -> None:
     machine, _ = filled("brute_force", 60)
-    monkeypatch.setattr(digest_cache, "SECONDS_PER_CHUNK", 1.0)
-    cache = DigestCache(machine, Applier().hold)
+    monkeypatch.setattr(digest_cache, "SECONDS_PER_RECORD", 1.0)
+    cache = cache_over(machine)
     assert cache.view() is None
     assert cache.view(now=True) == (machine.applied_index, state_digest(machine))
 
 
-def test_the_measured_cost_decides(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_documents_without_chunks_count_toward_the_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    machine = StateMachine()
+    log = Log(machine)
+    log.apply(cmd.CreateLibrary("lib-1", "one", None, None, "cosine", "brute_force", {}, "m", 1))
+    empty = cmd.ChunkBatch([], [], [], [], [], [], 8, b"")
+    for n in range(50):
+        log.apply(cmd.AddDocument("lib-1", f"d{n}", cmd.DocumentFields(), empty, n))
+    assert not machine.libraries["lib-1"].chunks
+    monkeypatch.setattr(digest_cache, "SECONDS_PER_RECORD", digest_cache.INLINE_BUDGET / 10)
+    assert cache_over(machine).view() is None
+
+
+def test_the_measured_cost_decides(monkeypatch: pytest.MonkeyPatch, no_duty: None) -> None:
     """A digest that took long makes the next polls show it rather than pay again."""
     machine, log = filled("brute_force", 1200)
     assert sum(len(library.chunks) for library in machine.libraries.values()) >= 1000
-    cache = DigestCache(machine, Applier().hold)
+    cache = cache_over(machine)
     clock = iter([0.0, 10.0])
     monkeypatch.setattr(digest_cache.time, "perf_counter", lambda: next(clock))
     taken = cache.view()
     random_workload(random.Random(10), log, 5)
     assert cache.view() == taken
+
+
+def test_polls_spend_at_most_a_share_of_the_time_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    machine, log = filled("brute_force", 60)
+    cache = cache_over(machine)
+    clock = iter([0.0, 0.05])  # a digest that took 50 ms
+    monkeypatch.setattr(digest_cache.time, "perf_counter", lambda: next(clock))
+    taken = cache.view()
+    random_workload(random.Random(11), log, 5)
+    assert cache.view() == taken  # within the next 450 ms: not again
+    monkeypatch.setattr(cache, "_not_before", 0.0)
+    monkeypatch.setattr(digest_cache.time, "perf_counter", iter([1.0, 1.01]).__next__)
+    assert cache.view() == (machine.applied_index, state_digest(machine))
+
+
+def test_a_poll_does_not_wait_for_a_busy_applier() -> None:
+    machine, log = filled("brute_force", 60)
+    applier = threading.Lock()
+    cache = cache_over(machine, applier)
+    taken = cache.view()
+    random_workload(random.Random(12), log, 5)
+    with applier:  # applying a long entry
+        assert cache.view() == taken
+    waiter = threading.Thread(target=lambda: results.append(cache.view(now=True)))
+    results: list[object] = []
+    with applier:
+        waiter.start()
+        waiter.join(0.2)
+        assert waiter.is_alive() and not results  # ?digest=now waits for it
+    waiter.join(5)
+    assert results == [(machine.applied_index, state_digest(machine))]
+
+
+def test_a_digest_of_a_replaced_state_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    machine, _ = filled("brute_force", 60)
+    cache = cache_over(machine)
+
+    def replaced_meanwhile(state: StateMachine) -> str:
+        cache.forget()  # a snapshot installed while this one was hashed
+        return state_digest(state)
+
+    monkeypatch.setattr(digest_cache, "state_digest", replaced_meanwhile)
+    shown = cache.view()
+    assert shown == (machine.applied_index, state_digest(machine))
+    assert cache._newest is None
