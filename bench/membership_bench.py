@@ -35,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cluster_bench import DATA, ingest, ingest_bodies, read_rate  # noqa: E402
+from bench.starvation_bench import histogram, quantile  # noqa: E402
 from tests.cluster_harness import SECRET, ClusterProcesses  # noqa: E402
 from tests.harness import NodeProcess, free_port  # noqa: E402
 
@@ -145,6 +146,19 @@ def reads(rounds: int) -> None:
     )
 
 
+def _print_raft_timing(cluster: ClusterProcesses) -> None:
+    """Each node's gaps between leader messages and Raft loop lag, from /metrics."""
+    for node_id, node in sorted(cluster.nodes.items()):
+        gaps = histogram(node.url, "shoal_raft_leader_gap_seconds")
+        lag = histogram(node.url, "shoal_raft_loop_lag_seconds")
+        line = (f"{node_id}: loop lag p99 <= {quantile(lag, 0.99)} s, "
+                f"largest <= {quantile(lag, 1.0)} s")  # fmt: skip
+        if gaps.get(float("inf")):
+            line += (f"; leader gaps p99 <= {quantile(gaps, 0.99)} s, largest <= "
+                     f"{quantile(gaps, 1.0)} s ({gaps[float('inf')]:.0f})")  # fmt: skip
+        print(line)  # noqa: T201
+
+
 def catch_up(gib: float) -> None:
     count = int(gib * (1 << 30) / (384 * 4))
     with tempfile.TemporaryDirectory(prefix="shoal-catchup-") as tmp:
@@ -172,6 +186,7 @@ def catch_up(gib: float) -> None:
             terms = cluster.status(cluster.leader())["term"]  # type: ignore[index]
             print(f"loaded {count:,} vectors ({gib:.2f} GiB of float32) in {loaded:.0f} s; "  # noqa: T201
                   f"{retried} requests answered 503 and sent again; term now {terms}")  # fmt: skip
+            _print_raft_timing(cluster)
             leader = cluster.leader()
             url = cluster.nodes[leader].url
             # A snapshot now, so the learner gets the state by snapshot, as a

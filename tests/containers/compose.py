@@ -174,7 +174,9 @@ class ComposeCluster(ClusterViews):
     def remove_everything(self) -> None:
         """After the tests, whatever state they left: every container,
         volume and network labelled with this project goes."""
-        done = self.compose("down", "--volumes", "--timeout", "20", check=False)
+        # with the profile: `down` leaves containers of services it does not see
+        done = self.compose("--profile", "replicas", "down", "--volumes", "--timeout", "20",
+                            check=False)  # fmt: skip
         if done.returncode == 0:
             return
         label = f"label=com.docker.compose.project={self.project}"

@@ -10,11 +10,14 @@ container is back.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -167,6 +170,93 @@ def test_docker_stop_is_a_clean_exit_and_a_crashed_node_is_restarted_by_docker(
         time.sleep(0.5)
     assert cluster.inspect(crashed)["RestartCount"] > before, "Docker did not restart the node"
     cluster.wait_ready(crashed)
+    cluster.converged(timeout=60)
+
+
+def _inside(cluster: ComposeCluster, container: str, path: str) -> dict[str, Any] | None:
+    """GET a path of the node in a container from inside it (replicas
+    publish no port), or None while it does not answer."""
+    script = ("import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
+              f"'http://127.0.0.1:7700{path}', timeout=5).read().decode())")  # fmt: skip
+    done = run("docker", "exec", container, "python", "-c", script, check=False, timeout=30)
+    return json.loads(done.stdout) if done.returncode == 0 else None
+
+
+def _replicas(cluster: ComposeCluster) -> list[str]:
+    return cluster.compose("--profile", "replicas", "ps", "-q", "replica").stdout.split()
+
+
+def _scale_replicas(cluster: ComposeCluster, count: int) -> None:
+    cluster.compose("--profile", "replicas", "up", "-d", "--no-build", "--no-recreate",
+                    "--scale", f"replica={count}", "replica", timeout=240)  # fmt: skip
+
+
+def _learners(cluster: ComposeCluster) -> set[str]:
+    view = cluster.status(cluster.leader())
+    assert view is not None
+    return {member["id"] for member in view["members"] if not member["voter"]}
+
+
+def test_read_replicas_join_on_scale_serve_reads_and_are_removed(stack: Stack) -> None:
+    cluster = stack.cluster
+    from shoal_client import Client
+
+    with Client(cluster.urls) as client:
+        library = client.create_library("replicated", dimension=2).id
+        for n in range(10):
+            client.add_document(library, chunks=[{"text": f"r{n}", "embedding": [1.0, n]}])
+    leader_view = cluster.status(cluster.leader())
+    assert leader_view is not None
+    written = int(leader_view["commit_index"])
+    secret = ["--cluster-secret", cluster.env["SHOAL_CLUSTER_SECRET"]]
+    volumes: list[str] = []
+    try:
+        _scale_replicas(cluster, 2)
+        containers = _replicas(cluster)
+        assert len(containers) == 2
+        volumes += [mount["Name"] for container in containers
+                    for mount in json.loads(run("docker", "inspect", container).stdout)[0]["Mounts"]
+                    if mount["Type"] == "volume"]  # fmt: skip
+        ids: dict[str, str] = {}
+        deadline = time.monotonic() + 180
+        while len(ids) < 2 or any(
+            (view := _inside(cluster, c, "/cluster")) is None
+            or view["role"] != "learner" or view["applied_index"] < written
+            for c in containers
+        ):  # fmt: skip
+            assert time.monotonic() < deadline, "the replicas did not join and catch up"
+            for container in containers:
+                view = _inside(cluster, container, "/cluster")
+                if view is not None:
+                    ids[container] = view["node_id"]
+            time.sleep(1.0)
+        # named after their containers, learners of the voters' cluster
+        for container, node_id in ids.items():
+            hostname = run("docker", "inspect", "--format", "{{.Config.Hostname}}",
+                           container).stdout.strip()  # fmt: skip
+            assert node_id == f"r-{hostname}"
+            stored = _inside(cluster, container, f"/libraries/{library}")
+            assert stored is not None and stored["document_count"] == 10
+        assert _learners(cluster) == set(ids.values())
+        # Scaling down stops a container; it stays a member until removed.
+        _scale_replicas(cluster, 1)
+        (kept,) = _replicas(cluster)
+        for container, node_id in ids.items():
+            if container != kept:
+                done = run(sys.executable, "-m", "node.cli", "cluster", "remove", node_id,
+                           "--url", cluster.urls, *secret, check=False)  # fmt: skip
+                assert done.returncode == 0, done.stderr
+        assert _learners(cluster) == {ids[kept]}
+    finally:  # no replica outlives the test, whatever failed above
+        _scale_replicas(cluster, 0)
+        cluster.compose("--profile", "replicas", "rm", "-f", "-v", "replica", check=False)
+        if volumes:
+            run("docker", "volume", "rm", *volumes, check=False)
+    for node_id in _learners(cluster):
+        done = run(sys.executable, "-m", "node.cli", "cluster", "remove", node_id,
+                   "--url", cluster.urls, *secret, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    assert _learners(cluster) == set()
     cluster.converged(timeout=60)
 
 

@@ -21,7 +21,7 @@ from node.settings import Settings
 from tests.harness import REPO
 
 INTERPOLATION = re.compile(
-    r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+    r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
 )
 
 
@@ -81,9 +81,12 @@ class Dockerfile:
 
 
 def interpolate(text: str, environ: dict[str, str]) -> str:
-    """Compose's ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?error}``."""
+    """Compose's ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?error}``, and
+    ``$$`` for a ``$`` left to the container's shell."""
 
     def one(match: re.Match[str]) -> str:
+        if match[0] == "$$":
+            return "$"
         name, op, arg = match["name"], match["op"], match["arg"] or ""
         value = environ.get(name)
         if op in (":-", "-"):

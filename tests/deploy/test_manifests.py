@@ -85,7 +85,8 @@ def test_the_image_runs_shoal_as_a_non_root_user_on_its_data_volume(image: Docke
 
 # --------------------------------------------------------------------- compose
 def test_compose_runs_three_nodes_temporal_its_ui_and_the_worker(services: dict[str, Any]) -> None:
-    assert set(services) == {*NODES, "temporal", "worker", "temporal-ui"}
+    assert set(services) == {*NODES, "temporal", "worker", "temporal-ui", "replica"}
+    assert services["replica"]["profiles"] == ["replicas"]  # only when asked for
     for name in NODES:
         assert services[name]["build"] == "." and services[name]["command"] == ["serve"]
     assert services["worker"]["image"] == services["n1"]["image"]
@@ -116,6 +117,31 @@ def test_compose_nodes_name_each_other_consistently(
         host_ports.append(host)
         assert services[name]["volumes"] == [f"{name}-data:{image.env()['SHOAL_DATA_DIR']}"]
     assert len(set(host_ports)) == len(NODES)
+
+
+def test_compose_replicas_join_the_nodes_under_their_own_hostnames(
+    services: dict[str, Any], image: Dockerfile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replica = services["replica"]
+    env = {key: str(value) for key, value in replica["environment"].items()}
+    assert set(env) <= node_env_names(), set(env) - node_env_names()
+    assert "SHOAL_PEERS" not in env and "ports" not in replica and "volumes" not in replica
+    assert replica["image"] == services["n1"]["image"]
+    # the entrypoint is a shell that names the node after its container
+    assert replica["entrypoint"] == ["sh", "-c"]
+    (line,) = replica["command"]
+    assert line.endswith("exec shoal serve")
+    assigned = dict(part.split("=", 1) for part in line.split(" exec ")[0].split())
+    hostname = "3f2a9c0d1e4b"
+    shell = {name: value.strip('"').replace("$(hostname)", hostname)
+             for name, value in assigned.items()}  # fmt: skip
+    settings = settings_from({**image.env(), **env, **shell}, monkeypatch)
+    assert settings.node_id == f"r-{hostname}"
+    assert settings.url == f"http://{hostname}:{container_port(image)}"
+    voters = settings_from({**image.env(), **services["n1"]["environment"]}, monkeypatch)
+    assert env["SHOAL_JOIN"].split(",") == list(voters.peer_urls().values())
+    assert env["SHOAL_CLUSTER_SECRET"] == services["n1"]["environment"]["SHOAL_CLUSTER_SECRET"]
+    assert set(replica["depends_on"]) == set(NODES)
 
 
 def test_compose_worker_reaches_every_node_and_temporal(
