@@ -3,6 +3,7 @@ Dockerfile agree with each other and with what the programs really read."""
 
 from __future__ import annotations
 
+import subprocess
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
@@ -246,6 +247,77 @@ def test_the_statefulset_peers_match_its_pods_and_headless_service(
     annotations = spec["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(port)
     assert annotations["prometheus.io/path"] in paths
+
+
+def _statefulset_container() -> dict[str, Any]:
+    docs = {(doc["kind"], doc["metadata"]["name"]): doc for doc in kubernetes()}
+    (container,) = docs[("StatefulSet", "shoal")]["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def _run_with_fake_shoal(script: str, pod: str, tmp_path: Path,
+                         fails: int = 0) -> tuple[int, list[str]]:  # fmt: skip
+    """Run a pod's shell script as the pod would, with `shoal` (and `sleep`)
+    standing in: each call records its arguments and the SHOAL_* variables it
+    was given; the first ``fails`` calls fail. Returns the exit code and the calls."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    fake = bin_dir / "shoal"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'echo "$* | $(env | grep ^SHOAL_ | sort | tr "\\n" " ")" >> {calls}\n'
+        f'[ "$(wc -l < {calls})" -gt {fails} ]\n'
+    )
+    fake.chmod(0o755)
+    (bin_dir / "sleep").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "sleep").chmod(0o755)
+    env = {item["name"]: item["value"] for item in _statefulset_container()["env"]
+           if "value" in item}  # fmt: skip
+    env |= {"SHOAL_NODE_ID": pod, "SHOAL_CLUSTER_SECRET": "s", "HOSTNAME": pod,
+            "PATH": f"{bin_dir}:/usr/bin:/bin"}  # fmt: skip
+    done = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True,
+                          timeout=30)  # fmt: skip
+    return done.returncode, calls.read_text().splitlines()
+
+
+def test_statefulset_pods_beyond_the_first_three_join_and_are_promoted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = _statefulset_container()
+    assert container["command"] == ["sh", "-c"]
+    (start,) = container["args"]
+    peers = next(item["value"] for item in container["env"] if item["name"] == "SHOAL_PEERS")
+    voters = [item.split("=", 1) for item in peers.split(",")]
+    # a bootstrap pod serves with the peer list, and is not promoted
+    code, calls = _run_with_fake_shoal(start, "shoal-1", tmp_path)
+    assert code == 0 and len(calls) == 1
+    assert calls[0].startswith("serve |") and f"SHOAL_PEERS={peers}" in calls[0]
+    assert "SHOAL_JOIN" not in calls[0]
+    # a pod scaled up beyond them joins through every bootstrap URL
+    code, calls = _run_with_fake_shoal(start, "shoal-3", tmp_path)
+    assert code == 0 and len(calls) == 1
+    assert "SHOAL_PEERS" not in calls[0]
+    given = dict(word.split("=", 1) for word in calls[0].split(" | ")[1].split())
+    assert given["SHOAL_JOIN"].split(",") == [url for _, url in voters]
+    for name in given:
+        assert name in node_env_names(), name
+    own = settings_from({"SHOAL_NODE_ID": "shoal-3", **given}, monkeypatch).url
+    assert own == voters[0][1].replace("shoal-0", "shoal-3")
+    # postStart: nothing on a bootstrap pod; on a joiner, promote until it takes
+    hook = container["lifecycle"]["postStart"]["exec"]["command"]
+    assert hook[:2] == ["sh", "-c"]
+    code, calls = _run_with_fake_shoal(hook[2], "shoal-0", tmp_path)
+    assert code == 0 and calls == []
+    code, calls = _run_with_fake_shoal(hook[2], "shoal-4", tmp_path, fails=2)
+    assert code == 0 and len(calls) == 3
+    urls = ",".join(url for _, url in voters)
+    assert all(call.startswith(f"cluster promote shoal-4 --url {urls} |") for call in calls)
+    # the CLI takes the secret from the environment the pod gives it
+    assert "SHOAL_CLUSTER_SECRET=s" in calls[0]
+    env = {item["name"]: item for item in container["env"]}
+    assert "secretKeyRef" in env["SHOAL_CLUSTER_SECRET"]["valueFrom"]
 
 
 def test_prometheus_scrapes_the_compose_nodes(image: Dockerfile) -> None:
