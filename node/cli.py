@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from node import cli_backup, cli_client, cli_cluster, cli_questions
+from node import cli_backup, cli_client, cli_cluster, cli_library, cli_questions
 from node.settings import Settings
 
 # flag name -> Settings field; only flags given on the command line override
@@ -201,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _cluster_parser(commands)
     cli_questions.add_parsers(commands)
     cli_client.add_parsers(commands)
+    cli_library.add_parsers(commands)
     cli_backup.add_parsers(commands)
     args = parser.parse_args(argv)
     if args.command == "backup":
@@ -209,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_backup.run_restore(args)
     if args.command in ("status", "import", "query"):
         return cli_client.run(args)
+    if args.command == "library":
+        return cli_library.run(args)
     if args.command == "worker":
         return cli_questions.run_worker(args)
     if args.command == "ask":

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -75,8 +75,8 @@ def status(client: Client, out: TextIO, wait: float = 0.0, expected: int = 1) ->
     while True:
         nodes = sorted(client.cluster_status(), key=lambda node: node.node_id)
         leader = next((node for node in nodes if node.role == "leader"), None)
-        settled = leader is not None and len(nodes) >= expected and all(
-            node.ready for node in nodes
+        settled = (
+            leader is not None and len(nodes) >= expected and all(node.ready for node in nodes)
         )
         if settled or time.monotonic() >= deadline:
             break
@@ -91,11 +91,16 @@ def status(client: Client, out: TextIO, wait: float = 0.0, expected: int = 1) ->
         rows.append((node.node_id, node.role, str(node.term), str(node.commit_index),
                      str(node.applied_index), behind, "yes" if node.ready else "no",
                      node.url))  # fmt: skip
+    print_table(rows, out)
+    return 0
+
+
+def print_table(rows: Sequence[tuple[str, ...]], out: TextIO) -> None:
+    """Columns padded to their widest cell; the first row is the heading."""
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)),  # noqa: T201
               file=out)  # fmt: skip
-    return 0
 
 
 def read_documents(path: Path) -> Iterator[dict[str, Any]]:

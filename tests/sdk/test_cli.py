@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.cluster_harness import ClusterProcesses
@@ -68,3 +69,30 @@ def test_status_waits_for_a_starting_node(start_node: Callable[..., NodeProcess]
     # nothing listening: it waits as long as it was told, then says so
     gone = shoal("status", "--url", "http://127.0.0.1:9", "--wait", "1")
     assert gone.returncode == 1 and "no node answered" in gone.stdout
+
+
+def test_library_create_list_delete(shared_node: NodeProcess) -> None:
+    url = shared_node.url
+    made = shoal("library", "create", "cli-made", "--dimension", "3", "--index-type", "hnsw",
+                 "--index-params", '{"M": 8}', "--metric", "dot", "--url", url)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    library_id = made.stdout.strip()
+    stored = httpx.get(f"{url}/libraries/{library_id}").json()
+    assert (stored["name"], stored["dimension"], stored["index_type"], stored["metric"]) == (
+        "cli-made", 3, "hnsw", "dot")  # fmt: skip
+    assert stored["index_params"]["M"] == 8
+    listed = shoal("library", "list", "--url", url)
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split()[:3] == ["ID", "NAME", "INDEX"]
+    assert any(row.split()[:4] == [library_id, "cli-made", "hnsw", "dot"] for row in rows)
+    # a refusal is a sentence from the server, and exit code 1
+    taken = shoal("library", "create", "cli-made", "--url", url)
+    assert taken.returncode == 1 and "cli-made" in taken.stderr, taken.stderr
+    bad = shoal("library", "create", "x", "--index-params", "[1]", "--url", url)
+    assert bad.returncode == 1 and "JSON object" in bad.stderr
+    gone = shoal("library", "delete", library_id, "--url", url)
+    assert gone.returncode == 0 and library_id in gone.stdout
+    assert httpx.get(f"{url}/libraries/{library_id}").status_code == 404
+    again = shoal("library", "delete", library_id, "--url", url)
+    assert again.returncode == 1 and "shoal:" in again.stderr
