@@ -7,9 +7,11 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+from node.cli_table import print_table
 
 if TYPE_CHECKING:  # the SDK loads only for the commands that use it, not for `serve`
     from shoal_client import Client
@@ -93,14 +95,6 @@ def status(client: Client, out: TextIO, wait: float = 0.0, expected: int = 1) ->
                      node.url))  # fmt: skip
     print_table(rows, out)
     return 0
-
-
-def print_table(rows: Sequence[tuple[str, ...]], out: TextIO) -> None:
-    """Columns padded to their widest cell; the first row is the heading."""
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)),  # noqa: T201
-              file=out)  # fmt: skip
 
 
 def read_documents(path: Path) -> Iterator[dict[str, Any]]:

@@ -10,6 +10,8 @@ from typing import Any, TextIO
 
 import httpx
 
+from node.cli_table import print_table
+
 SECRET_HEADER = "X-Shoal-Cluster-Secret"
 
 
@@ -71,17 +73,21 @@ def _views(http: httpx.Client, urls: list[str]) -> list[dict[str, Any]]:
         except httpx.HTTPError:
             continue
         if response.status_code == 200:
-            views.append(response.json())
+            views.append({**response.json(), "reached_at": url})
     return views
 
 
 def _leader_url(http: httpx.Client, urls: list[str]) -> str:
+    """The leader's URL: the one given for it when it is among them (nodes
+    advertise the URLs their peers use, which may be names only they can
+    resolve, inside a container network say), else the one it advertises."""
     views = _views(http, urls)
     if not views:
         raise ClusterCommandFailed(f"no node answered at {', '.join(urls)}")
+    reached = {view["node_id"]: view["reached_at"] for view in views}
     for view in sorted(views, key=lambda v: -int(v["term"])):
         if view["leader_url"]:
-            return str(view["leader_url"])
+            return str(reached.get(view["leader_id"], view["leader_url"]))
     raise ClusterCommandFailed("no leader is known right now (an election is under way)")
 
 
@@ -146,8 +152,5 @@ def show(http: httpx.Client, urls: list[str], out: TextIO) -> int:
     rows = [("MEMBER", "VOTER", "ROLE", "URL")]
     rows += [(m["id"], "yes" if m["voter"] else "no", roles.get(m["id"], "?"), m["url"])
              for m in members]  # fmt: skip
-    widths = [max(len(row[column]) for row in rows) for column in range(4)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)),  # noqa: T201
-              file=out)  # fmt: skip
+    print_table(rows, out)
     return 0

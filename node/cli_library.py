@@ -8,7 +8,8 @@ import os
 import sys
 from typing import Any, TextIO, get_args
 
-from node.cli_client import client_from_args, print_table
+from node.cli_client import client_from_args
+from node.cli_table import print_table
 from node.models import IndexType, Metric
 
 
