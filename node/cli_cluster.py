@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     api_key = os.environ.get("SHOAL_API_KEY")
     headers = {"X-API-Key": api_key} if api_key else {}
     try:
-        with httpx.Client(timeout=30.0, headers=headers) as http:
+        # Longer than the server waits for a change to commit (twice 30 s).
+        with httpx.Client(timeout=75.0, headers=headers) as http:
             if args.action != "status" and secret is None:
                 raise ClusterCommandFailed(
                     f"{args.action} needs the cluster secret (--cluster-secret or "
@@ -62,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
             return show(http, urls, sys.stdout)
     except ClusterCommandFailed as exc:
         print(f"shoal: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    except httpx.HTTPError as exc:
+        print(f"shoal: {args.action}: {exc!r} (the change may or may not have been made; "  # noqa: T201
+              "run `shoal cluster status`)", file=sys.stderr)  # fmt: skip
         return 1
 
 

@@ -140,7 +140,7 @@ def test_a_learner_catches_up_to_a_gib_of_vectors_while_writes_continue(
         deadline = time.monotonic() + 120
         while True:
             ours, theirs = _view(leader, digest=True), _view(learner, digest=True)
-            if ours and theirs and ours["applied_index"] == theirs["applied_index"]:
+            if ours and theirs and ours["digest_index"] == theirs["digest_index"]:
                 assert ours["state_digest"] == theirs["state_digest"]
                 break
             assert time.monotonic() < deadline, (ours, theirs)

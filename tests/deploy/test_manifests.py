@@ -275,7 +275,9 @@ def _run_with_fake_shoal(script: str, pod: str, tmp_path: Path,
     (bin_dir / "sleep").chmod(0o755)
     env = {item["name"]: item["value"] for item in _statefulset_container()["env"]
            if "value" in item}  # fmt: skip
-    env |= {"SHOAL_NODE_ID": pod, "SHOAL_CLUSTER_SECRET": "s", "HOSTNAME": pod,
+    # HOSTNAME may be the pod's FQDN (setHostnameAsFQDN): the scripts go by the node id
+    env |= {"SHOAL_NODE_ID": pod, "SHOAL_CLUSTER_SECRET": "s",
+            "HOSTNAME": f"{pod}.shoal-headless.default.svc.cluster.local",
             "PATH": f"{bin_dir}:/usr/bin:/bin"}  # fmt: skip
     done = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True,
                           timeout=30)  # fmt: skip
@@ -312,6 +314,8 @@ def test_statefulset_pods_beyond_the_first_three_join_and_are_promoted(
     assert code == 0 and calls == []
     code, calls = _run_with_fake_shoal(hook[2], "shoal-4", tmp_path, fails=2)
     assert code == 0 and len(calls) == 3
+    never, tries = _run_with_fake_shoal(hook[2], "shoal-4", tmp_path, fails=10_000)
+    assert never == 1 and len(tries) == 300  # bounded: then the kubelet restarts the pod
     urls = ",".join(url for _, url in voters)
     assert all(call.startswith(f"cluster promote shoal-4 --url {urls} |") for call in calls)
     # the CLI takes the secret from the environment the pod gives it

@@ -41,3 +41,27 @@ def test_no_answer_is_a_sentence() -> None:
     refused = pytest.raises(ClusterCommandFailed, match="no node answered")
     with answering("n1", down=("n1", "n2")) as http, refused:
         _leader_url(http, list(GIVEN.values()))
+
+
+def test_a_change_that_times_out_is_a_sentence_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from node import cli_cluster
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            view = {"node_id": "n1", "term": 1, "role": "leader", "leader_id": "n1",
+                    "leader_url": GIVEN["n1"]}  # fmt: skip
+            return httpx.Response(200, json=view)
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    real = httpx.Client
+    monkeypatch.setattr(cli_cluster.httpx, "Client",
+                        lambda **kw: real(transport=httpx.MockTransport(handle), **kw))  # fmt: skip
+    args = argparse.Namespace(action="promote", node_id="n4", url=GIVEN["n1"],
+                              cluster_secret="s")  # fmt: skip
+    assert cli_cluster.run(args) == 1
+    said = capsys.readouterr().err
+    assert "may or may not have been made" in said and "Traceback" not in said
