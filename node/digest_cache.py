@@ -48,6 +48,11 @@ class DigestCache:
         self._generation += 1
         self._newest = None
 
+    def at(self, index: int) -> str | None:
+        """The digest already taken at ``index``, if that is the newest."""
+        newest = self._newest
+        return newest[1] if newest is not None and newest[0] == index else None
+
     def view(self, now: bool = False) -> tuple[int, str] | None:
         """(index, digest) of the applied state: current when it is cheap or
         ``now`` is asked; otherwise the newest one taken (None before any)."""

@@ -639,7 +639,7 @@ class Engine:
             with self.raft.applying_lock:
                 self._snapshot_started = time.monotonic()
                 image = capture(self.state)
-                digest = state_digest(self.state)
+                digest = self.digests.at(image.index) or state_digest(self.state)
             self._bytes_at_snapshot = self.log_store.bytes_written
             newest = self.last_snapshot
             if newest is not None and newest.index == image.index:

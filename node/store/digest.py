@@ -35,15 +35,13 @@ RECORD_SLICE = 4_096
 _chunk_fields: Callable[[ChunkRecord], tuple[Any, ...]] = attrgetter(
     *(field.name for field in dataclasses.fields(ChunkRecord))
 )
+_document_fields_of: Callable[[DocumentFields], tuple[Any, ...]] = attrgetter(
+    *(field.name for field in dataclasses.fields(DocumentFields))
+)
 
 
 def _pack(value: object) -> bytes:
     return msgpack.packb(value, use_bin_type=True)
-
-
-_document_fields_of: Callable[[DocumentFields], tuple[Any, ...]] = attrgetter(
-    *(field.name for field in dataclasses.fields(DocumentFields))
-)
 
 
 def _document_fields(record: DocumentRecord) -> list[Any]:
