@@ -31,3 +31,37 @@ def peer_views(
             "lag": (last_index - progress.match_index) if progress else None,
         })  # fmt: skip
     return views
+
+
+def leader_progress(raft: RaftNode, stale_after: float) -> dict[str, Any] | None:
+    """Every member's progress as the leader of this term sees it: computed
+    on the leader, and on a follower the summary the leader's appends carry.
+    None when no leader of this term has sent one, or its newest is older
+    than ``stale_after`` seconds (the leader may be gone)."""
+    view = raft.leader_view()
+    age = 0.0
+    if view is None:
+        heard = raft.heard_view
+        if heard is None:
+            return None
+        leader, term, received, view = heard
+        age = time.monotonic() - received
+        if leader != raft.leader_id or term != raft.term or age > stale_after:
+            return None
+    return {
+        "leader_id": raft.leader_id,
+        "term": raft.term,
+        "age_seconds": round(age, 3),
+        "leader_last_index": view.last_index,
+        "members": [
+            {
+                "id": member.id,
+                "match_index": member.match_index,
+                "lag": max(0, view.last_index - member.match_index),
+                "last_contact_seconds": None
+                if member.heard_ms is None
+                else round(member.heard_ms / 1000, 3),
+            }
+            for member in view.members
+        ],
+    }

@@ -154,8 +154,12 @@ def show(http: httpx.Client, urls: list[str], out: TextIO) -> int:
                 roles[member["id"]] = "unreachable"
     print(f"cluster {newest.get('cluster_id')}  term {newest['term']}  "  # noqa: T201
           f"leader {newest['leader_id'] or '(none)'}", file=out)  # fmt: skip
-    rows = [("MEMBER", "VOTER", "ROLE", "URL")]
-    rows += [(m["id"], "yes" if m["voter"] else "no", roles.get(m["id"], "?"), m["url"])
-             for m in members]  # fmt: skip
+    progress = newest.get("progress") or next(
+        (v["progress"] for v in views if v.get("progress")), None
+    )
+    lags = {m["id"]: str(m["lag"]) for m in progress["members"]} if progress else {}
+    rows = [("MEMBER", "VOTER", "ROLE", "LAG", "URL")]
+    rows += [(m["id"], "yes" if m["voter"] else "no", roles.get(m["id"], "?"),
+              lags.get(m["id"], "?"), m["url"]) for m in members]  # fmt: skip
     print_table(rows, out)
     return 0

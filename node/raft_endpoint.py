@@ -14,8 +14,15 @@ from node.engine import Engine
 from node.errors import MalformedBody, NodeFailed
 from node.peer_guard import check_secret, guard
 from replication.interfaces import NotAccepting
+from replication.leader_view import HEADER_BYTES as _LEADER_VIEW
 from replication.membership import CLUSTER_HEADER
-from replication.messages import MalformedMessage, SnapshotRequest, decode, encode
+from replication.messages import (
+    AppendRequest,
+    MalformedMessage,
+    SnapshotRequest,
+    decode,
+    encode,
+)
 from replication.transport import SECRET_HEADER
 
 PATH = "/_cluster/raft"
@@ -48,4 +55,7 @@ async def raft_post(engine: Engine, headers: dict[bytes, bytes], body: bytes) ->
         answer = await raft.handle_message(message)
     except NotAccepting as exc:
         raise NodeFailed(f"this node has failed: {exc}") from None
+    view = headers.get(_LEADER_VIEW)
+    if view is not None and isinstance(message, AppendRequest):
+        raft.note_leader_view(message.sender, message.term, view.decode(errors="replace"))
     return encode(answer) if answer is not None else b""

@@ -28,6 +28,8 @@ from typing import Any
 
 from replication.gap_histogram import GapHistogram
 from replication.interfaces import Applier, Committed, FsyncPolicy, NotAccepting
+from replication.leader_view import HEADER as LEADER_VIEW_HEADER
+from replication.leader_view import LeaderView, MemberProgress, decode_view, encode_view
 from replication.membership import Configuration
 from replication.messages import (
     AppendRequest,
@@ -167,6 +169,10 @@ class RaftNode:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
         self.last_contact: dict[str, float] = {}
+        # Followers: the newest progress summary from the leader, as
+        # (leader, term, monotonic time received, view).
+        self.heard_view: tuple[str, int, float, LeaderView] | None = None
+        self._view_header: tuple[float, str] = (-1.0, "")
         # Time between messages from the leader (followers), and how late ticks ran.
         self.leader_gaps = GapHistogram()
         self.loop_lag = GapHistogram()
@@ -265,6 +271,47 @@ class RaftNode:
         self._events.put_nowait(_Inbound(message, future))
         answer: Message | None = await self._answer(future)
         return answer
+
+    def leader_view(self) -> LeaderView | None:
+        """Leader only: how far each member's log matches ours, and when we
+        last heard from it."""
+        core = self.core
+        if core is None or core.role is not Role.LEADER:
+            return None
+        now = time.monotonic()
+        last = core.log.last_index()
+        members = []
+        for member in sorted(core.members):
+            if member == self.node_id:
+                members.append(MemberProgress(member, last, 0))
+                continue
+            progress = core.progress.get(member)
+            heard = self.last_contact.get(member)
+            members.append(MemberProgress(
+                member,
+                progress.match_index if progress is not None else 0,
+                None if heard is None else int((now - heard) * 1000),
+            ))  # fmt: skip
+        return LeaderView(last, tuple(members))
+
+    def note_leader_view(self, sender: str, term: int, text: str) -> None:
+        """Keep the summary an append from the leader of our term carried."""
+        core = self.core
+        if core is None or core.leader_id != sender or core.term != term:
+            return
+        view = decode_view(text)
+        if view is not None:
+            self.heard_view = (sender, term, time.monotonic(), view)
+
+    def _leader_view_headers(self) -> dict[str, str] | None:
+        """The header each append carries, made again at most every tick."""
+        made_at, text = self._view_header
+        now = time.monotonic()
+        if now - made_at >= TICK_SECONDS:
+            view = self.leader_view()
+            text = encode_view(view) if view is not None else ""
+            self._view_header = (now, text)
+        return {LEADER_VIEW_HEADER: text} if text else None
 
     async def read_index(self) -> int:
         """Leader only: a commit index that is safe for a linearizable read."""
@@ -587,8 +634,9 @@ class RaftNode:
 
     async def _call(self, peer: str, message: Message) -> None:
         assert self.transport is not None
+        headers = self._leader_view_headers() if isinstance(message, AppendRequest) else None
         try:
-            answer = await self.transport.call(peer, message)
+            answer = await self.transport.call(peer, message, headers)
         except PeerUnreachable:
             rpc = getattr(message, "rpc", 0)
             if isinstance(message, (AppendRequest, VoteRequest)):

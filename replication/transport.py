@@ -109,8 +109,11 @@ class HttpTransport:
         client = self._peers.get(peer)
         return client.features if client is not None else None
 
-    async def call(self, peer: str, message: Message) -> Message | None:
-        """The peer's answer; None for a message that has none (TimeoutNow)."""
+    async def call(
+        self, peer: str, message: Message, headers: dict[str, str] | None = None
+    ) -> Message | None:
+        """The peer's answer; None for a message that has none (TimeoutNow).
+        ``headers`` go with this request only."""
         faults = self.faults
         if faults.blocks_outgoing(peer):
             raise PeerUnreachable(f"link to {peer} is cut (fault injection)")
@@ -120,18 +123,24 @@ class HttpTransport:
             raise PeerUnreachable(f"request to {peer} dropped (fault injection)")
         body = encode(message)
         if faults.duplicate_rate and faults.rng.random() < faults.duplicate_rate:
-            asyncio.ensure_future(self._post(peer, body))  # noqa: RUF006 - answer ignored
-        answer = await self._post(peer, body)
+            asyncio.ensure_future(self._post(peer, body, headers=headers))  # noqa: RUF006
+        answer = await self._post(peer, body, headers=headers)
         if faults.drop_rate and faults.rng.random() < faults.drop_rate:
             raise PeerUnreachable(f"answer from {peer} dropped (fault injection)")
         return decode(answer) if answer else None
 
-    async def _post(self, peer: str, body: bytes, path: str = "/_cluster/raft") -> bytes:
+    async def _post(
+        self,
+        peer: str,
+        body: bytes,
+        path: str = "/_cluster/raft",
+        headers: dict[str, str] | None = None,
+    ) -> bytes:
         client = self._peers.get(peer)
         if client is None:
             raise PeerUnreachable(f"{peer} is no longer a member")
         try:
-            status, answer = await client.post(path, body, MSGPACK)
+            status, answer = await client.post(path, body, MSGPACK, headers)
         except PeerUnreachable as exc:
             raise PeerUnreachable(f"{peer}: {exc}") from None
         if status != 200:

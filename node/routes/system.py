@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cluster.status import peer_views
+from cluster.status import leader_progress, peer_views
 from node.deps import EngineDep
 from node.errors import Unavailable
 from node.timeutil import now_us, to_iso
@@ -83,6 +83,7 @@ def cluster(
         "state_digest": newest[1] if newest else None,
         "digest_index": newest[0] if newest else None,
         "peers": peer_views(raft, urls, 2 * settings.election_timeout) if raft else [],
+        "progress": leader_progress(raft, 2 * settings.election_timeout) if raft else None,
         "ready": engine.ready_reason() is None,
         "failure": engine.failure,
         "waits_for_newer_leader": bool(

@@ -97,6 +97,23 @@ class Peer(_Model):
     lag: int | None = None
 
 
+class MemberProgress(_Model):
+    id: str
+    match_index: int
+    lag: int
+    last_contact_seconds: float | None = None
+
+
+class LeaderProgress(_Model):
+    """Every member's progress as the leader sees it (from any node)."""
+
+    leader_id: str | None = None
+    term: int
+    age_seconds: float
+    leader_last_index: int
+    members: list[MemberProgress] = []
+
+
 class NodeStatus(_Model):
     node_id: str
     url: str
@@ -110,3 +127,4 @@ class NodeStatus(_Model):
     digest_index: int | None = None
     ready: bool | None = None
     peers: list[Peer] = []
+    progress: LeaderProgress | None = None

@@ -57,7 +57,8 @@ def test_the_operator_moves_the_leader_with_the_cli_and_the_endpoint(make_cluste
     assert f"{leader} handed leadership to {target}" in done.stdout
     assert f"term {term} -> {term + 1}" in done.stdout
     assert cluster.leader() == target
-    assert "MEMBER" in done.stdout and all(n in done.stdout for n in cluster.nodes)
+    assert "MEMBER" in done.stdout and "LAG" in done.stdout
+    assert all(n in done.stdout for n in cluster.nodes)
 
     url = cluster.nodes[target].url
     refused = httpx.post(url + "/admin/leadership", json={"target": leader}, timeout=10)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -96,3 +98,38 @@ def test_cluster_view_and_secret(make_cluster: Make) -> None:
     for follower in cluster.followers():
         view = cluster.status(follower)
         assert view is not None and view["role"] == "follower" and view["leader_id"] == leader
+    _every_node_shows_the_leaders_view_of_progress(cluster, leader)
+
+
+def _progress_of(cluster: ClusterProcesses, node: str) -> dict[str, dict[str, Any]]:
+    view = cluster.status(node)
+    assert view is not None and view["progress"] is not None, view
+    progress = view["progress"]
+    assert progress["leader_id"] == view["leader_id"] and progress["term"] == view["term"]
+    return {member["id"]: member for member in progress["members"]}
+
+
+def _every_node_shows_the_leaders_view_of_progress(cluster: ClusterProcesses, leader: str) -> None:
+    """Only the leader knows how far each log matches; its appends carry that
+    to the followers, so every node's /cluster shows it."""
+    deadline = time.monotonic() + 10
+    while True:
+        seen = {node: _progress_of(cluster, node) for node in cluster.nodes}
+        if all(m["lag"] == 0 for members in seen.values() for m in members.values()):
+            break
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.1)
+    assert all(set(members) == set(cluster.nodes) for members in seen.values()), seen
+    paused, watcher = cluster.followers()
+    cluster.pause(paused)
+    try:
+        with cluster.client(leader) as api:
+            for n in range(5):
+                assert api.post("/libraries", json={"name": f"unseen-{n}"}).status_code == 201
+        time.sleep(0.5)  # a few heartbeats: the view reaches the watcher
+        from_watcher = _progress_of(cluster, watcher)
+        assert from_watcher[paused]["lag"] >= 5, from_watcher
+        assert from_watcher[paused]["last_contact_seconds"] >= 0.4, from_watcher
+        assert from_watcher[watcher]["lag"] == 0 and from_watcher[leader]["lag"] == 0
+    finally:
+        cluster.resume(paused)
