@@ -16,7 +16,9 @@ SECRET_HEADER = "X-Shoal-Cluster-Secret"
 
 
 class ClusterCommandFailed(Exception):
-    pass
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status the node answered, if it answered
 
 
 def add_actions(actions: Any) -> None:
@@ -112,7 +114,9 @@ def change_members(
         response = http.delete(f"{url}/admin/members/{args.node_id}", headers=headers,
                                follow_redirects=True)  # fmt: skip
     if response.status_code != 200:
-        raise ClusterCommandFailed(f"{url} answered {response.status_code}: {_detail(response)}")
+        raise ClusterCommandFailed(
+            f"{url} answered {response.status_code}: {_detail(response)}", response.status_code
+        )
     return response.json()
 
 

@@ -83,9 +83,11 @@ class ClusterProcesses(ClusterViews):
         *extra: str,
         election_timeout: float = 1.0,
         env: dict[str, str] | None = None,
+        names: list[str] | None = None,
     ):
         self.root = root
-        ports = {f"n{i + 1}": free_port() for i in range(size)}
+        names = names or [f"n{i + 1}" for i in range(size)]
+        ports = {name: free_port() for name in names[:size]}
         self.peers = ",".join(f"{node}=http://127.0.0.1:{port}" for node, port in ports.items())
         self.nodes: dict[str, NodeProcess] = {}
         for node_id, port in ports.items():

@@ -32,7 +32,7 @@ def make_cluster(tmp_path: Path) -> Iterator[Callable[..., ClusterProcesses]]:
     """Start real clusters of node processes for one test; all stopped afterwards."""
     made: list[ClusterProcesses] = []
 
-    def make(size: int = 3, *extra: str, **kw: float) -> ClusterProcesses:
+    def make(size: int = 3, *extra: str, **kw: Any) -> ClusterProcesses:
         cluster = ClusterProcesses(tmp_path / f"c{len(made)}", size, *extra, **kw)
         made.append(cluster)
         return cluster.start()

@@ -3,6 +3,7 @@ Dockerfile agree with each other and with what the programs really read."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import tomllib
 from importlib.metadata import version
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from node import k8s_prestop
 from node.routes.system import router as system_router
 from node.settings import Settings
 from tests.deploy.manifests import (
@@ -322,6 +324,34 @@ def test_statefulset_pods_beyond_the_first_three_join_and_are_promoted(
     assert "SHOAL_CLUSTER_SECRET=s" in calls[0]
     env = {item["name"]: item for item in container["env"]}
     assert "secretKeyRef" in env["SHOAL_CLUSTER_SECRET"]["valueFrom"]
+
+
+def test_statefulset_pods_leave_through_the_pre_stop_hook_with_a_narrow_role() -> None:
+    docs = {(doc["kind"], doc["metadata"]["name"]): doc for doc in kubernetes()}
+    statefulset = docs[("StatefulSet", "shoal")]
+    pod = statefulset["spec"]["template"]["spec"]
+    hook = _statefulset_container()["lifecycle"]["preStop"]["exec"]["command"]
+    assert hook == ["python", "-m", "node.k8s_prestop"]
+    assert importlib.util.find_spec(hook[2]) is not None
+    # the hook's removal must finish before the kubelet kills the pod
+    assert pod["terminationGracePeriodSeconds"] > k8s_prestop.LEAVE_SECONDS + 5
+    account = docs[("ServiceAccount", pod["serviceAccountName"])]
+    bindings = [doc for (kind, _), doc in docs.items() if kind == "RoleBinding"
+                and {"kind": "ServiceAccount", "name": account["metadata"]["name"]}
+                in doc["subjects"]]  # fmt: skip
+    (binding,) = bindings
+    role = docs[("Role", binding["roleRef"]["name"])]
+    # get on this StatefulSet only: what desired_replicas reads, and nothing more
+    assert role["rules"] == [{"apiGroups": ["apps"], "resources": ["statefulsets"],
+                              "resourceNames": [statefulset["metadata"]["name"]],
+                              "verbs": ["get"]}]  # fmt: skip
+    # the hook names bootstrap pods from SHOAL_PEERS: they are the first pods
+    env = {item["name"]: item.get("value") for item in _statefulset_container()["env"]}
+    os_env = {"SHOAL_PEERS": env["SHOAL_PEERS"]}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in os_env.items():
+            patch.setenv(name, value)
+        assert sorted(k8s_prestop.bootstrap_pods()) == ["shoal-0", "shoal-1", "shoal-2"]
 
 
 def test_prometheus_scrapes_the_compose_nodes(image: Dockerfile) -> None:
