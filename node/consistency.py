@@ -29,6 +29,10 @@ from replication.runner import RaftNode
 from replication.transport import PeerUnreachable
 
 WAIT_SECONDS = 5.0
+# A session read waits for an index at most this far beyond what the node
+# knows is committed; farther, it cannot come within WAIT_SECONDS, and no
+# waiter is kept for it.
+MAX_INDEX_AHEAD = 1_000_000
 Level = Literal["eventual", "session", "linearizable"]
 
 
@@ -56,9 +60,16 @@ async def wait_for_consistency(engine: Engine, level: str, wanted: str | None) -
             f"consistency must be eventual, session or linearizable, not {level!r}"
         )
     if wanted is not None:
-        if not (wanted.isascii() and wanted.isdigit()):
+        if not (wanted.isascii() and wanted.isdigit()) or len(wanted) > 19:
             raise InvalidRequest("X-Shoal-Min-Index must be a log index (a whole number)")
-        await _wait(raft, int(wanted))
+        index = int(wanted)
+        if index > raft.commit_index + MAX_INDEX_AHEAD:
+            raise FollowerBehind(
+                f"entry {index} is more than {MAX_INDEX_AHEAD:,} entries beyond what this "
+                f"node knows is committed ({raft.commit_index}); send the X-Shoal-Index "
+                "of a write this cluster answered, or read from the leader"
+            )
+        await _wait(raft, index)
     if level == "linearizable":
         try:
             if raft.is_leader:

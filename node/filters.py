@@ -233,6 +233,9 @@ def _scalar(kind: Kind, value: Any, path: str) -> Any:
     if kind is Kind.NUMBER:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise FilterError(path, f"expected a number, got {value!r}")
+        if isinstance(value, int) and not -(1 << 63) <= value < 1 << 63:
+            raise FilterError(path, f"{value:.3g} is beyond what a number field holds "
+                                    "(whole numbers from -2**63 to 2**63-1)")  # fmt: skip
         if not np.isfinite(value):
             raise FilterError(path, "numbers in filters must be finite")
         return value

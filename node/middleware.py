@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,8 +20,10 @@ from node.errors import InvalidRequest, PayloadTooLarge, ShoalError, Unauthorize
 from node.fast_routes import FastRoutes
 from node.idempotency import MAX_KEY, fingerprint, request_fingerprint, request_key, valid_key
 from node.metrics import NodeMetrics
+from node.problems import UNEXPECTED
 from replication import features
 
+log = logging.getLogger("shoal.http")
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
 FEATURES = " ".join(sorted(features.OURS)).encode()
 
@@ -65,15 +68,19 @@ class NodeMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = {"code": 500}
+        # the status sent, and how much of the answer: 0 none, 1 started, 2 whole
+        status = {"code": 500, "sent": 0}
         label = None  # the route's template, when answered below the framework
 
         async def send_tagged(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                status["sent"] = 1
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-shoal-node", self.node_id),
                                       (b"x-shoal-features", FEATURES)]  # fmt: skip
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                status["sent"] = 2
             await send(message)
 
         key = dict(scope.get("headers") or []).get(b"idempotency-key")
@@ -108,8 +115,11 @@ class NodeMiddleware:
                     return
                 answer = await routes.answer(route, params, scope, body)
                 await answer(scope, receive, send_tagged)
+            elif _slashed(scope["path"]):
+                await _send_redirect(send_tagged, scope)
             else:
-                await self.app(scope, await self._buffered(receive, scope), send_tagged)
+                await self._framework(scope, await self._buffered(receive, scope), send_tagged,
+                                      lambda: status["sent"])  # fmt: skip
         except _TooLarge:
             await _send_problem(
                 send_tagged,
@@ -129,6 +139,24 @@ class NodeMiddleware:
             method = scope.get("method", "")
             self.metrics.requests.labels(method, label, str(status["code"])).inc()
             self.metrics.latency.labels(method, label).observe(time.perf_counter() - started)
+
+    async def _framework(
+        self, scope: Scope, receive: Receive, send: Send, progress: Callable[[], int]
+    ) -> None:
+        """The app's answer. The framework answers an error no handler took
+        with a 500 problem (node.problems logs it), then raises it again so
+        that the server logs it twice and drops the connection; it stops
+        here. ``progress``: 0 nothing sent yet, 1 started, 2 answered whole."""
+        try:
+            await self.app(scope, receive, send)
+        except Exception:
+            sent = progress()
+            if sent == 2:
+                return
+            if sent == 1:
+                raise  # part of an answer went out: only closing the connection tells
+            log.exception("unexpected error on %s %s", scope.get("method"), scope["path"])
+            await _send_problem(send, ShoalError(UNEXPECTED), scope["path"])
 
     def _refusal(self, scope: Scope) -> ShoalError | None:
         headers = dict(scope.get("headers") or [])
@@ -181,6 +209,25 @@ class NodeMiddleware:
                         body,
                     ))  # fmt: skip
                 return body
+
+
+def _slashed(path: str) -> bool:
+    """A path with a trailing slash: no route has one."""
+    return len(path) > 1 and path.endswith("/")
+
+
+async def _send_redirect(send: Send, scope: Scope) -> None:
+    """307 to the path without its trailing slash. The Location is relative:
+    built from the Host header it would send clients wherever the request
+    said it was addressed to."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    target = b"/" + raw.rstrip(b"/").lstrip(b"/")  # never "//host": another site
+    query: bytes = scope.get("query_string", b"")
+    if query:
+        target += b"?" + query
+    await send({"type": "http.response.start", "status": 307,
+                "headers": [(b"location", target), (b"content-length", b"0")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

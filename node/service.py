@@ -324,6 +324,12 @@ class Service:
         pieces = chunk_text(body.text, body.chunk_size, body.chunk_overlap)
         if not pieces:
             raise InvalidRequest("text has no words to index")
+        if len(pieces) > models.MAX_CHUNKS_PER_REQUEST:
+            raise InvalidRequest(
+                f"text makes {len(pieces)} chunks of at most {body.chunk_size} characters; "
+                f"a request may add at most {models.MAX_CHUNKS_PER_REQUEST} chunks: raise "
+                "chunk_size, or send the text in parts (POST .../documents/{id}/chunks)"
+            )
         chunks = [
             models.ChunkCreate(text=piece, metadata=models.ChunkMetadata(chunk_index=n))
             for n, piece in enumerate(pieces)
@@ -420,8 +426,12 @@ class Service:
                 raise NotFound(f"document {document_id} does not exist in library {library_id}")
             start = 0
             if cursor is not None:
-                if cursor not in library.chunks:
-                    raise InvalidRequest(f"cursor {cursor!r} is not a chunk of this document")
+                named = library.chunks.get(cursor)
+                if named is None or named.document_id != document_id:
+                    raise InvalidRequest(
+                        f"cursor {cursor!r:.80} is not a chunk of document {document_id}; "
+                        "pass the next_cursor of the previous page of this document"
+                    )
                 start = record.chunk_ids.index(cursor) + 1
             ids = record.chunk_ids[start : start + limit]
             more = start + limit < len(record.chunk_ids)

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from node.errors import DimensionMismatch, InvalidRequest
+from node.models import MAX_DIMENSION
 
 FloatMatrix = npt.NDArray[np.float32]
 # Distances are computed in 32-bit floats (largest about 3.4e38): with every
@@ -31,6 +32,13 @@ def embedding_matrix(embeddings: Sequence[Sequence[float]], labels: Sequence[str
         raise DimensionMismatch(
             f"{labels[odd]} has {lengths[odd]} values but {labels[0]} has {first}; "
             "all embeddings in a request must have the same dimension"
+        )
+    if lengths and lengths[0] > MAX_DIMENSION:
+        # Checked here too: a library made without a dimension takes its
+        # width from its first vectors.
+        raise InvalidRequest(
+            f"{labels[0]} has {lengths[0]} values; embeddings may have at most "
+            f"{MAX_DIMENSION} dimensions"
         )
     wide = np.asarray(embeddings, dtype=np.float64)
     _reject_non_finite(wide, labels, "NaN or infinity")

@@ -3,6 +3,7 @@ and the library is unchanged afterwards."""
 
 from __future__ import annotations
 
+import http.client
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -335,3 +336,80 @@ def test_positions_a_log_entry_cannot_hold(api: httpx.Client, lib3: str) -> None
     problem(api.post(documents, json=huge), 422, "chunks[0].metadata.page_number")
     unchanged(api, lib3)
     takes_writes_and_lists(api, lib3)
+
+
+def test_a_library_without_a_dimension_takes_no_vector_past_the_limit(
+    api: httpx.Client, library: Make
+) -> None:
+    lib = library()  # its width comes from its first vectors
+    wide = {"chunks": [{"text": "x", "embedding": [0.5] * 8193}]}
+    problem(api.post(f"/libraries/{lib['id']}/documents", json=wide), 422, "8193 values",
+            "at most 8192 dimensions")  # fmt: skip
+    info = api.get(f"/libraries/{lib['id']}").json()
+    assert info["dimension"] is None and info["chunk_count"] == 0
+    widest = {"chunks": [{"text": "x", "embedding": [0.5] * 8192}]}
+    assert api.post(f"/libraries/{lib['id']}/documents", json=widest).status_code == 201
+
+
+def test_text_makes_no_more_chunks_than_a_request_may_add(api: httpx.Client, library: Make) -> None:
+    lib = library(dimension=256)
+    text = " ".join(f"Sentence number {n} is here." for n in range(12_000))
+    body = {"text": text, "chunk_size": 50, "chunk_overlap": 0}
+    problem(api.post(f"/libraries/{lib['id']}/documents", json=body), 422,
+            "12000 chunks of at most 50 characters", "at most 10000 chunks")  # fmt: skip
+    info = api.get(f"/libraries/{lib['id']}").json()
+    assert info["document_count"] == 0 and info["chunk_count"] == 0
+
+
+def test_a_cursor_from_another_document(api: httpx.Client, lib3: str) -> None:
+    documents = f"/libraries/{lib3}/documents"
+    two = {"chunks": [{"embedding": [1, 2, 3]}, {"embedding": [3, 2, 1]}]}
+    first, second = (api.post(documents, json=two).json() for _ in range(2))
+    page = api.get(f"{documents}/{second['id']}/chunks", params={"limit": 1}).json()
+    foreign = page["next_cursor"]
+    assert foreign is not None
+    response = api.get(f"{documents}/{first['id']}/chunks", params={"cursor": foreign})
+    body = problem(response, 422, f"is not a chunk of document {first['id']}", "next_cursor")
+    assert response.headers["X-Shoal-Node"] and body["instance"].endswith("/chunks")
+    # the connection still serves (a 500 used to drop it)
+    assert api.get(f"{documents}/{first['id']}/chunks").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"field": "page_number", "op": "gt", "value": 2**70},
+        {"field": "page_number", "op": "lte", "value": -(2**70)},
+        {"field": "chunk_index", "op": "in", "value": [1, 2**64]},
+        {"field": "page_number", "op": "eq", "value": 2**63},
+    ],
+)
+def test_filter_numbers_a_number_field_cannot_hold(
+    api: httpx.Client, lib3: str, where: dict[str, Any]
+) -> None:
+    response = api.post(f"/libraries/{lib3}/query",
+                        json={"query_embedding": [1, 2, 3], "filters": where})  # fmt: skip
+    problem(response, 422, "beyond what a number field holds", "2**63")
+
+
+def test_session_reads_of_an_index_no_write_could_have_given(api: httpx.Client) -> None:
+    far = api.get("/libraries", headers={"X-Shoal-Min-Index": str(10**15)}, timeout=2)
+    problem(far, 503, "more than 1,000,000 entries beyond", "X-Shoal-Index")
+    beyond = api.get("/libraries", headers={"X-Shoal-Min-Index": "9" * 40})
+    problem(beyond, 422, "X-Shoal-Min-Index must be a log index")
+
+
+def test_a_trailing_slash_redirects_to_a_relative_location(api: httpx.Client) -> None:
+    listed = api.get("/libraries/", params={"limit": 1}, headers={"Host": "elsewhere.test"})
+    assert listed.status_code == 307
+    assert listed.headers["Location"] == "/libraries?limit=1"
+    assert listed.headers["X-Shoal-Node"]
+    host, port = api.base_url.host, api.base_url.port
+    for odd, where in (("//elsewhere.test/", "/elsewhere.test"), ("/libraries//", "/libraries")):
+        connection = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            connection.request("GET", odd)  # as sent: no client rewrites the path
+            answer = connection.getresponse()
+            assert answer.status == 307 and answer.getheader("Location") == where
+        finally:
+            connection.close()
