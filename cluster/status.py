@@ -38,9 +38,12 @@ def leader_progress(raft: RaftNode, stale_after: float) -> dict[str, Any] | None
     on the leader, and on a follower the summary the leader's appends carry.
     None when no leader of this term has sent one, or its newest is older
     than ``stale_after`` seconds (the leader may be gone)."""
-    view = raft.leader_view()
+    made = raft.leader_view()
     age = 0.0
-    if view is None:
+    if made is not None:
+        term, view = made
+        leader: str | None = raft.node_id
+    else:
         heard = raft.heard_view
         if heard is None:
             return None
@@ -49,18 +52,20 @@ def leader_progress(raft: RaftNode, stale_after: float) -> dict[str, Any] | None
         if leader != raft.leader_id or term != raft.term or age > stale_after:
             return None
     return {
-        "leader_id": raft.leader_id,
-        "term": raft.term,
+        "leader_id": leader,
+        "term": term,
         "age_seconds": round(age, 3),
         "leader_last_index": view.last_index,
         "members": [
             {
                 "id": member.id,
                 "match_index": member.match_index,
-                "lag": max(0, view.last_index - member.match_index),
-                "last_contact_seconds": None
+                "lag": None
+                if member.match_index is None
+                else max(0, view.last_index - member.match_index),
+                "last_contact_seconds": None  # as of now, not as of the summary
                 if member.heard_ms is None
-                else round(member.heard_ms / 1000, 3),
+                else round(member.heard_ms / 1000 + age, 3),
             }
             for member in view.members
         ],

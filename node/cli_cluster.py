@@ -158,10 +158,14 @@ def show(http: httpx.Client, urls: list[str], out: TextIO) -> int:
                 roles[member["id"]] = "unreachable"
     print(f"cluster {newest.get('cluster_id')}  term {newest['term']}  "  # noqa: T201
           f"leader {newest['leader_id'] or '(none)'}", file=out)  # fmt: skip
+    # the leader's view of this term, from whichever node carries it
     progress = newest.get("progress") or next(
-        (v["progress"] for v in views if v.get("progress")), None
-    )
-    lags = {m["id"]: str(m["lag"]) for m in progress["members"]} if progress else {}
+        (v["progress"] for v in views if v.get("progress")
+         and (v["progress"]["term"], v["progress"]["leader_id"])
+         == (newest["term"], newest["leader_id"])), None,
+    )  # fmt: skip
+    lags = {m["id"]: "?" if m["lag"] is None else str(m["lag"])
+            for m in progress["members"]} if progress else {}  # fmt: skip
     rows = [("MEMBER", "VOTER", "ROLE", "LAG", "URL")]
     rows += [(m["id"], "yes" if m["voter"] else "no", roles.get(m["id"], "?"),
               lags.get(m["id"], "?"), m["url"]) for m in members]  # fmt: skip

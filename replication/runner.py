@@ -43,6 +43,7 @@ from replication.raft import (
     CannotTransfer,
     MembershipChangeRefused,
     NotLeader,
+    PeerState,
     RaftConfig,
     RaftCore,
     Ready,
@@ -173,6 +174,7 @@ class RaftNode:
         # (leader, term, monotonic time received, view).
         self.heard_view: tuple[str, int, float, LeaderView] | None = None
         self._view_header: tuple[float, str] = (-1.0, "")
+        self._view_seq = 0
         # Time between messages from the leader (followers), and how late ticks ran.
         self.leader_gaps = GapHistogram()
         self.loop_lag = GapHistogram()
@@ -272,12 +274,14 @@ class RaftNode:
         answer: Message | None = await self._answer(future)
         return answer
 
-    def leader_view(self) -> LeaderView | None:
-        """Leader only: how far each member's log matches ours, and when we
-        last heard from it."""
+    def leader_view(self, seq: int = 0) -> tuple[int, LeaderView] | None:
+        """Leader only: (our term, how far each member's log matches ours and
+        when we last heard from it). /cluster calls this off the loop: a
+        view the loop deposed us during is not returned."""
         core = self.core
         if core is None or core.role is not Role.LEADER:
             return None
+        term = core.term
         now = time.monotonic()
         last = core.log.last_index()
         members = []
@@ -286,21 +290,29 @@ class RaftNode:
                 members.append(MemberProgress(member, last, 0))
                 continue
             progress = core.progress.get(member)
+            known = progress is not None and (
+                progress.match_index > 0 or progress.state is not PeerState.PROBE
+            )  # a new leader learns a match index from the first answer
             heard = self.last_contact.get(member)
             members.append(MemberProgress(
                 member,
-                progress.match_index if progress is not None else 0,
+                progress.match_index if known and progress is not None else None,
                 None if heard is None else int((now - heard) * 1000),
             ))  # fmt: skip
-        return LeaderView(last, tuple(members))
+        if self.core is not core or core.role is not Role.LEADER or core.term != term:
+            return None
+        return term, LeaderView(seq, last, tuple(members))
 
     def note_leader_view(self, sender: str, term: int, text: str) -> None:
-        """Keep the summary an append from the leader of our term carried."""
+        """Keep the newest summary the leader of our term sent."""
         core = self.core
         if core is None or core.leader_id != sender or core.term != term:
             return
         view = decode_view(text)
-        if view is not None:
+        if view is None:
+            return
+        kept = self.heard_view
+        if kept is None or kept[:2] != (sender, term) or view.seq > kept[3].seq:
             self.heard_view = (sender, term, time.monotonic(), view)
 
     def _leader_view_headers(self) -> dict[str, str] | None:
@@ -308,8 +320,9 @@ class RaftNode:
         made_at, text = self._view_header
         now = time.monotonic()
         if now - made_at >= TICK_SECONDS:
-            view = self.leader_view()
-            text = encode_view(view) if view is not None else ""
+            self._view_seq += 1
+            made = self.leader_view(self._view_seq)
+            text = encode_view(made[1]) if made is not None else ""
             self._view_header = (now, text)
         return {LEADER_VIEW_HEADER: text} if text else None
 

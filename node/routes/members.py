@@ -88,6 +88,15 @@ async def add_member(
     url = body.url.rstrip("/")
     for member in current.members:
         if member.id == body.id:
+            if member.url == url and member.voter:
+                # Only a node with an empty data directory asks to join: as a
+                # voter it would count toward majorities without the entries
+                # and votes that voter gave.
+                raise Conflict(
+                    f"{body.id} is a voter; a node cannot join again under a voter's id. "
+                    f"If its data is gone, run `shoal cluster remove {body.id}` first, "
+                    "then start it with --join"
+                )
             if member.url == url:
                 return await _committed(engine, raft)  # already in: a join sent again
             raise Conflict(f"{body.id} is already a member, at {member.url}")

@@ -99,8 +99,8 @@ class Peer(_Model):
 
 class MemberProgress(_Model):
     id: str
-    match_index: int
-    lag: int
+    match_index: int | None = None  # None: the leader has not learned it yet
+    lag: int | None = None
     last_contact_seconds: float | None = None
 
 

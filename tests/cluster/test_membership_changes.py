@@ -87,8 +87,10 @@ def test_grow_three_to_five_and_back_under_load_with_a_leader_killed_mid_change(
         # n5 joins; its promotion is under way when the leader is killed.
         _join(cluster, "n5")
         leader = cluster.leader()
-        promoting = threading.Thread(target=_shoal, args=(
-            "cluster", "promote", "n5", "--url", _urls(cluster), "--cluster-secret", SECRET))
+        promoting = threading.Thread(
+            target=_shoal,
+            args=("cluster", "promote", "n5", "--url", _urls(cluster), "--cluster-secret", SECRET),
+        )
         promoting.start()
         time.sleep(0.05)
         cluster.kill(leader)
@@ -141,6 +143,14 @@ def test_bad_changes_are_refused_with_a_reason(make_cluster: Make) -> None:
     taken = httpx.post(url + "/admin/members", headers=SECRET_HEADER, timeout=10,
                        json={"id": "n1", "url": "http://127.0.0.1:1"})  # fmt: skip
     assert taken.status_code == 409 and "already a member" in taken.json()["detail"]
+    # A node wiped and joining again under a voter's id and URL: admitted, it
+    # would vote without the log it acknowledged (and the votes it gave).
+    voter = next(n for n in cluster.nodes if n != cluster.leader())
+    again = httpx.post(url + "/admin/members", headers=SECRET_HEADER, timeout=10,
+                       json={"id": voter, "url": cluster.nodes[voter].url})  # fmt: skip
+    assert again.status_code == 409, again.text
+    assert f"{voter} is a voter" in again.json()["detail"]
+    assert f"shoal cluster remove {voter}" in again.json()["detail"]
     missing = httpx.post(url + "/admin/members/n9/promote", headers=SECRET_HEADER, timeout=10)
     assert missing.status_code == 404
     added = httpx.post(url + "/admin/members", headers=SECRET_HEADER, timeout=30,
