@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _views(http: httpx.Client, urls: list[str]) -> list[dict[str, Any]]:
+def node_views(http: httpx.Client, urls: list[str]) -> list[dict[str, Any]]:
+    """What each node that answered says of the cluster (with ``reached_at``)."""
     views = []
     for url in urls:
         try:
@@ -88,7 +89,7 @@ def _leader_url(http: httpx.Client, urls: list[str]) -> str:
     """The leader's URL: the one given for it when it is among them (nodes
     advertise the URLs their peers use, which may be names only they can
     resolve, inside a container network say), else the one it advertises."""
-    views = _views(http, urls)
+    views = node_views(http, urls)
     if not views:
         raise ClusterCommandFailed(f"no node answered at {', '.join(urls)}")
     reached = {view["node_id"]: view["reached_at"] for view in views}
@@ -143,7 +144,7 @@ def transfer_leader(http: httpx.Client, urls: list[str], target: str, secret: st
 def show(http: httpx.Client, urls: list[str], out: TextIO) -> int:
     """The configuration as the leader (or the newest view) sees it, with
     each member's role as it reports it."""
-    views = _views(http, urls)
+    views = node_views(http, urls)
     if not views:
         print(f"no node answered at {', '.join(urls)}", file=out)  # noqa: T201
         return 1
@@ -153,7 +154,7 @@ def show(http: httpx.Client, urls: list[str], out: TextIO) -> int:
     for member in members:
         if member["id"] not in roles:
             try:
-                roles[member["id"]] = _views(http, [member["url"]])[0]["role"]
+                roles[member["id"]] = node_views(http, [member["url"]])[0]["role"]
             except IndexError:
                 roles[member["id"]] = "unreachable"
     print(f"cluster {newest.get('cluster_id')}  term {newest['term']}  "  # noqa: T201

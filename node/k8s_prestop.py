@@ -23,19 +23,27 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
+import ssl
 import sys
 import time
 from pathlib import Path
 
 import httpx
 
-from node.cli_cluster import ClusterCommandFailed, change_members
+from node.cli_cluster import ClusterCommandFailed, change_members, node_views, transfer_leader
 
 ACCOUNT_DIR = Path(
     os.environ.get("SHOAL_K8S_ACCOUNT_DIR", "/var/run/secrets/kubernetes.io/serviceaccount")
 )
-# Inside the pod's termination grace period (40 s in deploy/k8s/shoal.yaml).
-LEAVE_SECONDS = 30.0
+# Inside the pod's termination grace period (deploy/k8s/shoal.yaml): the API
+# read, the removal, then SIGTERM's handover and drain. Each request has
+# REQUEST_SECONDS; an attempt makes several, so the whole hook is also cut
+# at HOOK_SECONDS.
+API_SECONDS = 5.0
+LEAVE_SECONDS = 20.0
+REQUEST_SECONDS = 5.0
+HOOK_SECONDS = API_SECONDS + LEAVE_SECONDS + REQUEST_SECONDS
 RETRY_SECONDS = 2.0
 # Another change in progress, no leader yet, a leader that just stepped down.
 RETRIED_STATUSES = frozenset({307, 409, 503})
@@ -61,7 +69,8 @@ def desired_replicas(statefulset: str, account: Path = ACCOUNT_DIR) -> int:
     url = f"https://{host}:{port}/apis/apps/v1/namespaces/{namespace}/statefulsets/{statefulset}"
     try:
         response = httpx.get(url, headers={"Authorization": f"Bearer {token}"},
-                             verify=str(account / "ca.crt"), timeout=5.0)  # fmt: skip
+                             verify=_trusting(account / "ca.crt"),
+                             timeout=API_SECONDS)  # fmt: skip
     except httpx.HTTPError as exc:
         raise NoAnswer(f"the API server did not answer: {exc!r}") from None
     if response.status_code != 200:
@@ -76,6 +85,13 @@ def desired_replicas(statefulset: str, account: Path = ACCOUNT_DIR) -> int:
     return replicas
 
 
+def _trusting(ca: Path) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=str(ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise NoAnswer(f"the cluster's CA ({ca}) cannot be read: {exc}") from None
+
+
 def pod_ordinal(node_id: str) -> tuple[str, int]:
     """(StatefulSet name, ordinal) of a pod named ``<set>-<ordinal>``."""
     matched = re.fullmatch(r"(.+)-([0-9]+)", node_id)
@@ -87,22 +103,50 @@ def pod_ordinal(node_id: str) -> tuple[str, int]:
 def leave(node_id: str, urls: list[str], secret: str, deadline: float) -> str:
     """Ask the leader to remove ``node_id``, again while another change is in
     progress or no leader is known, until ``deadline``. A removal the
-    cluster refuses for good (the last voter) is not asked again."""
+    cluster refuses for good (the last voter) is not asked again. A leader
+    hands over first, so the others need not wait out an election."""
     args = argparse.Namespace(action="remove", node_id=node_id)
     last = "no attempt made"
-    with httpx.Client(timeout=max(1.0, deadline - time.monotonic())) as http:
-        while time.monotonic() < deadline:
+    handed = ""
+    while time.monotonic() < deadline:
+        # Each request is bounded on its own: a node that accepts and never
+        # answers must not eat the pod's grace period.
+        budget = min(REQUEST_SECONDS, max(0.5, deadline - time.monotonic()))
+        with httpx.Client(timeout=budget) as http:
             try:
+                handed = handed or _hand_over(http, urls, node_id, secret)
                 changed = change_members(http, urls, args, secret)
-                return f"committed at entry {changed.get('index')}"
+                return f"committed at entry {changed.get('index')}{handed}"
             except ClusterCommandFailed as exc:
                 if exc.status is not None and exc.status not in RETRIED_STATUSES:
                     raise
                 last = str(exc)
             except httpx.HTTPError as exc:
                 last = repr(exc)
-            time.sleep(min(RETRY_SECONDS, max(0.0, deadline - time.monotonic())))
+        time.sleep(min(RETRY_SECONDS, max(0.0, deadline - time.monotonic())))
     raise ClusterCommandFailed(f"not removed within {LEAVE_SECONDS:.0f} s: {last}")
+
+
+def _hand_over(http: httpx.Client, urls: list[str], node_id: str, secret: str) -> str:
+    """When ``node_id`` leads: hand leadership to the voter closest to it
+    (a failure is not fatal: the removal makes it step down anyway)."""
+    views = node_views(http, urls)
+    leading = [v for v in views if v.get("role") == "leader" and v.get("node_id") == node_id]
+    if not leading:
+        return ""
+    view = leading[0]
+    lags = {m["id"]: m["lag"] for m in (view.get("progress") or {}).get("members", [])}
+    others = [m["id"] for m in view.get("members", []) if m["voter"] and m["id"] != node_id]
+    if not others:
+        return ""
+    target = min(others, key=lambda member: (lags.get(member) is None, lags.get(member) or 0))
+    try:
+        transfer_leader(http, urls, target, secret)
+    except (ClusterCommandFailed, httpx.HTTPError) as exc:
+        print(f"shoal pre-stop: could not hand leadership to {target}: {exc}",  # noqa: T201
+              file=sys.stderr)  # fmt: skip
+        return ""
+    return f"; it handed leadership to {target} first"
 
 
 def bootstrap_pods() -> dict[str, str]:
@@ -119,7 +163,30 @@ def node_urls() -> list[str]:
     return [url.strip().rstrip("/") for url in listed if url.strip()]
 
 
+class OutOfTime(Exception):
+    pass
+
+
+def _out_of_time(signum: int, frame: object) -> None:
+    raise OutOfTime
+
+
 def main(account: Path = ACCOUNT_DIR) -> int:
+    signal.signal(signal.SIGALRM, _out_of_time)
+    signal.setitimer(signal.ITIMER_REAL, HOOK_SECONDS)
+    try:
+        return _pre_stop(account)
+    except OutOfTime:
+        node_id = os.environ.get("SHOAL_NODE_ID", "")
+        print(f"shoal pre-stop: {node_id} gave up after {HOOK_SECONDS:.0f} s; see "  # noqa: T201
+              f"`shoal cluster status` (`shoal cluster remove {node_id}` takes it out)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _pre_stop(account: Path) -> int:
     node_id = os.environ.get("SHOAL_NODE_ID", "")
     try:
         statefulset, ordinal = pod_ordinal(node_id)

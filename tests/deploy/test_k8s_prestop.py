@@ -3,20 +3,25 @@ and a stand-in Kubernetes API served over TLS with a certificate made here."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.cluster_harness import SECRET, ClusterProcesses
+from node import k8s_prestop
+from tests.cluster_harness import SECRET, SECRET_HEADER, ClusterProcesses
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "pod-token"
@@ -93,6 +98,36 @@ def _pre_stop(api: FakeApi, pod: str, **env: str) -> subprocess.CompletedProcess
                           capture_output=True, text=True, timeout=60)  # fmt: skip
 
 
+@contextlib.contextmanager
+def _silent_listener() -> Iterator[str]:
+    """A URL whose connections are taken (by the kernel) and never answered."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+def test_the_hook_is_cut_off_before_the_grace_period_ends(
+    kube_api: FakeApi, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """However the requests go, the hook ends in time for SIGTERM's handover."""
+    kube_api.replicas = 3
+    monkeypatch.setattr(k8s_prestop, "HOOK_SECONDS", 1.0)
+    with _silent_listener() as silent:
+        for name, value in {"SHOAL_NODE_ID": "shoal-4", "SHOAL_URL": silent,
+                            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+                            "KUBERNETES_SERVICE_PORT": str(kube_api.port)}.items():  # fmt: skip
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("SHOAL_PEERS", raising=False)
+        started = time.monotonic()
+        assert k8s_prestop.main(kube_api.account) == 1
+    assert time.monotonic() - started < 3.0
+    assert "shoal-4 gave up after 1 s" in capsys.readouterr().err
+
+
 def _members(cluster: ClusterProcesses, node: str) -> dict[str, bool]:
     view = cluster.status(node)
     assert view is not None
@@ -126,19 +161,33 @@ def test_a_pod_scaled_away_leaves_and_any_other_stop_stays(
     peers = ",".join(f"{name}={node.url}" for name, node in cluster.nodes.items())
     assert "stays a member" in _pre_stop(kube_api, "shoal-2", SHOAL_PEERS=peers).stdout
     assert _members(cluster, "shoal-0") == everyone
-    # the set was scaled to 2: shoal-2 leaves before it stops, a leader too
-    cluster.leader()
+    # the set was scaled to 2: shoal-2 leaves before it stops; as the leader
+    # it hands over first, so the others need not wait out an election
+    leader = cluster.leader()
+    if leader != "shoal-2":
+        moved = httpx.post(cluster.nodes[leader].url + "/admin/leadership", timeout=30,
+                           json={"target": "shoal-2"}, headers=SECRET_HEADER)  # fmt: skip
+        assert moved.status_code == 200, moved.text
+    assert cluster.leader() == "shoal-2"
     left = _pre_stop(kube_api, "shoal-2", SHOAL_URL=urls)
     assert left.returncode == 0, left.stderr
     assert "scaled to 2; shoal-2 left the cluster (committed at entry" in left.stdout
+    assert "it handed leadership to shoal-" in left.stdout
+    assert cluster.leader(exclude=("shoal-2",)) in ("shoal-0", "shoal-1")
     remaining = {"shoal-0": True, "shoal-1": True}
     for node in ("shoal-0", "shoal-1"):
         assert _members(cluster, node) == remaining
     # asked again (the kubelet runs the hook once more): already out, no error
     again = _pre_stop(kube_api, "shoal-2", SHOAL_URL=urls)
     assert again.returncode == 0 and "left the cluster" in again.stdout
-    # scaled to 1: one more leaves; the one left keeps the data
+    # scaled to 1: one more leaves, though a node it asks never answers (each
+    # request has its own bound); the one left keeps the data
     kube_api.replicas = 1
-    assert "left the cluster" in _pre_stop(kube_api, "shoal-1", SHOAL_URL=urls).stdout
+    with _silent_listener() as silent:
+        started = time.monotonic()
+        gone = _pre_stop(kube_api, "shoal-1", SHOAL_URL=f"{silent},{urls}")
+        took = time.monotonic() - started
+    assert gone.returncode == 0 and "left the cluster" in gone.stdout, gone.stderr
+    assert took < k8s_prestop.LEAVE_SECONDS, took
     assert _members(cluster, "shoal-0") == {"shoal-0": True}
     assert kube_api.seen and all(path.endswith("/statefulsets/shoal") for path in kube_api.seen)

@@ -333,8 +333,12 @@ def test_statefulset_pods_leave_through_the_pre_stop_hook_with_a_narrow_role() -
     hook = _statefulset_container()["lifecycle"]["preStop"]["exec"]["command"]
     assert hook == ["python", "-m", "node.k8s_prestop"]
     assert importlib.util.find_spec(hook[2]) is not None
-    # the hook's removal must finish before the kubelet kills the pod
-    assert pod["terminationGracePeriodSeconds"] > k8s_prestop.LEAVE_SECONDS + 5
+    # the hook (cut at HOOK_SECONDS), then SIGTERM's handover and drain (the
+    # node waits up to 30 s for requests), before the kubelet kills the pod
+    assert pod["terminationGracePeriodSeconds"] >= k8s_prestop.HOOK_SECONDS + 30
+    # a scaled-away member's volume goes with it: its data names it removed
+    retention = statefulset["spec"]["persistentVolumeClaimRetentionPolicy"]
+    assert retention == {"whenScaled": "Delete", "whenDeleted": "Retain"}
     account = docs[("ServiceAccount", pod["serviceAccountName"])]
     bindings = [doc for (kind, _), doc in docs.items() if kind == "RoleBinding"
                 and {"kind": "ServiceAccount", "name": account["metadata"]["name"]}
