@@ -13,7 +13,7 @@ import httpx
 
 from shoal_client import _calls as calls
 from shoal_client._client import _body, _headers
-from shoal_client._errors import Conflict, ConnectionFailed, ShoalError
+from shoal_client._errors import Conflict, ShoalError
 from shoal_client._models import Answer, Chunk, Document, Library, NodeStatus, QueryResult
 from shoal_client._protocol import Call, ClusterState, Decision
 from shoal_client._wire import decode
@@ -91,9 +91,7 @@ class AsyncClient:
                 raise decision.error
             if decision.delay:
                 await asyncio.sleep(decision.delay)
-        raise ConnectionFailed(
-            f"{call.method} {call.path}: no leader after {state.max_attempts} attempts"
-        )
+        raise state.no_leader(call)
 
     async def _json(self, call: Call) -> Any:
         return decode((await self._send(call)).content)

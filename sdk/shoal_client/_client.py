@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from shoal_client import _calls as calls
-from shoal_client._errors import Conflict, ConnectionFailed, ShoalError
+from shoal_client._errors import Conflict, ShoalError
 from shoal_client._models import Answer, Chunk, Document, Library, NodeStatus, QueryResult
 from shoal_client._protocol import Call, ClusterState, Decision
 from shoal_client._wire import decode
@@ -96,9 +96,7 @@ class Client:
                 raise decision.error
             if decision.delay:
                 time.sleep(decision.delay)
-        raise ConnectionFailed(
-            f"{call.method} {call.path}: no leader after {state.max_attempts} attempts"
-        )
+        raise state.no_leader(call)
 
     def _json(self, call: Call) -> Any:
         return decode(self._send(call).content)

@@ -8,6 +8,11 @@
 - Reads go round-robin to the followers (the leader when there are none) and
   carry ``X-Shoal-Min-Index`` with the highest index this client has written,
   so a client always reads its own writes.
+- Requests, and with them the API key, go only to URLs the client trusts:
+  one at a host:port the user gave, or one that a node reached through such
+  a URL lists as a member (``/cluster``). Given any ``https://`` URL, no
+  ``http://`` one is trusted (no downgrade). A redirect or a leader URL
+  outside that set is not followed; the error says which URL it was.
 """
 
 from __future__ import annotations
@@ -80,11 +85,34 @@ class ClusterState:
     reached: dict[str, str] = field(default_factory=dict)
     advertised: dict[str, str] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
+    # The newest URL the cluster named that this client would not send to.
+    refused: str | None = None
+    # URLs the nodes reached through the user's own URLs list as members.
+    _vouched: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         # Short-lived clients (one CLI command, one request each) would all
         # read from the same node if every client started its rotation at 0.
         self._turn = self.rng.randrange(1 << 16)
+        self._given_origins = {_origin(url) for url in self.given}
+        self._https_only = any(_scheme(url) == "https" for url in self.given)
+
+    def trusts(self, url: str) -> bool:
+        """May requests, and the API key, go to ``url``?"""
+        if _scheme(url) not in ("http", "https"):
+            return False
+        if self._https_only and _scheme(url) != "https":
+            return False  # never downgrade to plain text
+        return _origin(url) in self._given_origins or url in self._vouched
+
+    def no_leader(self, call: Call) -> ConnectionFailed:
+        why = f"{call.method} {call.path}: no leader after {self.max_attempts} attempts"
+        if self.refused is not None:
+            why += (f"; the cluster named {self.refused}, which is neither one of the URLs "
+                    "given nor a member the given nodes list (or would downgrade https to "
+                    "http): this client does not send requests or its API key there; "
+                    "give that URL too if it is yours")  # fmt: skip
+        return ConnectionFailed(why)
 
     @classmethod
     def from_urls(
@@ -124,17 +152,31 @@ class ClusterState:
         """Take what a node's ``/cluster`` says about the leader and the nodes."""
         if reached_at is not None and view.get("node_id"):
             self.reached[str(view["node_id"])] = reached_at
+        vouches = reached_at is not None and _origin(reached_at) in self._given_origins
         nodes = [(view.get("node_id"), view.get("url"))]
         nodes += [(peer.get("id"), peer.get("url")) for peer in view.get("peers", [])]
+        nodes += [(member.get("id"), member.get("url")) for member in view.get("members", [])]
         for node_id, url in nodes:
-            if node_id and url:
-                self.advertised[str(node_id)] = str(url).rstrip("/")
+            if node_id and isinstance(url, str) and url:
+                url = url.rstrip("/")
+                if vouches:
+                    self._vouched.add(url)
+                if self.trusts(url):
+                    self.advertised[str(node_id)] = url
+                else:
+                    self.refused = url
         self.leader = self.url_of(view.get("leader_id"), view.get("leader_url"))
 
     def url_of(self, node_id: str | None, advertised: str | None) -> str | None:
         if node_id and node_id in self.reached:
             return self.reached[node_id]
-        return advertised.rstrip("/") if advertised else None
+        if not advertised:
+            return None
+        url = advertised.rstrip("/")
+        if self.trusts(url):
+            return url
+        self.refused = url
+        return None
 
     def plan(self, call: Call) -> Send | None:
         """Where to send the next attempt; None when the leader must be found first."""
@@ -203,3 +245,17 @@ class ClusterState:
         if kind in ("no-leader", "storage-failure", "unavailable"):
             self.leader = None
         return Decision(delay=self.backoff(attempt))
+
+
+def _scheme(url: str) -> str:
+    return urlsplit(url).scheme.lower()
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:  # a port that is not one
+        return (scheme, "", -1)
+    return (scheme, (parts.hostname or "").lower(), port)

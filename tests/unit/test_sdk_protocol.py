@@ -136,3 +136,43 @@ def test_fresh_clients_spread_their_first_reads() -> None:
         assert send is not None
         first.add(send.node)
     assert first == set(given)
+
+
+def test_a_redirect_to_a_host_nobody_vouched_for_is_not_followed() -> None:
+    state = ClusterState.from_urls("http://a:7700", "the-key", 5)
+    state.learn({**VIEW, "node_id": "n1", "url": "http://a:7700", "leader_id": "n1",
+                 "leader_url": "http://a:7700", "peers": []}, "http://a:7700")  # fmt: skip
+    call = Call("POST", "/libraries", {"name": "x"}, write=True)
+    send = state.plan(call)
+    assert send is not None and send.headers["X-API-Key"] == "the-key"
+    state.after_response(send, call, 0, 307, {"location": "http://evil.test/libraries"},
+                         {"leader_id": "n9"})  # fmt: skip
+    assert state.leader is None and state.refused == "http://evil.test"
+    assert all("evil" not in url for url in state.nodes)
+    error = state.no_leader(call)
+    assert "http://evil.test" in str(error) and "API key" in str(error)
+
+
+def test_members_the_users_nodes_list_are_trusted_and_others_are_not() -> None:
+    state = ClusterState.from_urls("http://localhost:7701", "k", 5)
+    state.learn(VIEW, "http://localhost:7701")  # reached through the user's URL
+    assert state.trusts("http://n2:7700") and state.trusts("http://n3:7700")
+    send = state.plan(Call("POST", "/x", write=True))
+    assert send is not None and send.url == "http://n2:7700/x"
+    # a node reached only through an advertised URL vouches for nobody new
+    state.learn({**VIEW, "node_id": "n3", "url": "http://n3:7700",
+                 "peers": [{"id": "n4", "url": "http://n4:7700"}]}, "http://n3:7700")  # fmt: skip
+    assert not state.trusts("http://n4:7700") and "http://n4:7700" not in state.nodes
+
+
+def test_given_https_no_url_is_reached_over_plain_http() -> None:
+    state = ClusterState.from_urls(["https://db.example:7700"], "k", 5)
+    downgraded = {**VIEW, "node_id": "n1", "url": "https://db.example:7700", "leader_id": "n2",
+                  "leader_url": "http://db.example:7701",
+                  "peers": [{"id": "n2", "url": "http://db.example:7701"},
+                            {"id": "n3", "url": "https://n3.example:7700"}]}  # fmt: skip
+    state.learn(downgraded, "https://db.example:7700")
+    assert state.leader is None and state.refused == "http://db.example:7701"
+    assert not state.trusts("http://db.example:7700")  # not even the user's host
+    assert state.trusts("https://n3.example:7700")
+    assert all(url.startswith("https://") for url in state.nodes)
