@@ -510,6 +510,15 @@ class Service:
             if info.dimension is None:
                 return None
             provider = self.embedders.get(info.embedding_model)
+            supplied_only = 0 < library.supplied_vectors == len(library.chunks)
+            if provider.only_here and supplied_only:
+                raise InvalidRequest(
+                    f"library {info.id} holds only embeddings sent with its chunks, and "
+                    f"{provider.model}, its model, made none of them: query_text would be "
+                    "compared with vectors of another model. Send query_embedding from the "
+                    "model that made them (or create the library with that embedding_model, "
+                    "if Shoal has it, and send text)"
+                )
             vector = _embed(provider, [body.query_text or ""], info.dimension, "search_query")
         if info.metric == "cosine":
             reject_zero_vectors(vector, ["query_embedding"])

@@ -12,6 +12,9 @@ InputType = Literal["search_document", "search_query"]
 
 class EmbeddingProvider(Protocol):
     model: str
+    # True when no one can make this model's vectors outside a Shoal node
+    # (so vectors a caller sent cannot be this model's).
+    only_here: bool
 
     def embed(
         self, texts: list[str], dimension: int | None, input_type: InputType

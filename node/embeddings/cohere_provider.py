@@ -35,6 +35,7 @@ class CohereEmbedder:
         import cohere
 
         self.model = model
+        self.only_here = False
         self._http = httpx.Client(timeout=timeout)
         self._client = cohere.ClientV2(
             api_key=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout,

@@ -26,6 +26,7 @@ def _feature_hash(token: str) -> int:
 
 
 class LocalHashEmbedder:
+    only_here = True
     model = "local-hash-v1"
 
     def embed(

@@ -26,6 +26,7 @@ def available() -> bool:
 
 
 class MiniLMEmbedder:
+    only_here = False
     model = MODEL
 
     def __init__(self) -> None:

@@ -54,6 +54,9 @@ class Library:
         self.document_order = CreationOrder()
         self.rows = RowAllocator()
         self.row_chunk: list[str | None] = []
+        # Live chunks whose vector the caller sent (not embedded here): where
+        # the library's vectors come from, which text queries depend on.
+        self.supplied_vectors = 0
         self.chunk_columns = ChunkColumns()
         self.document_columns = DocumentColumns()
         self.store: VectorStore | None = None
@@ -232,6 +235,7 @@ class Library:
             )
             self.chunks[chunk.id] = chunk
             self.row_chunk[row] = chunk.id
+            self.supplied_vectors += not chunk.server_embedded
             created.append(chunk)
         document.chunk_ids.extend(batch.ids)
         return created
@@ -288,8 +292,10 @@ class Library:
         if command.vector is not None:
             self._check_dimension(len(command.vector) // 4, "the new embedding")
             self._index_vectors(row, np.frombuffer(command.vector, dtype="<f4").reshape(1, -1))
+        supplied = not chunk.server_embedded
         for name, value in changes.items():
             setattr(chunk, name, value)
+        self.supplied_vectors += (not chunk.server_embedded) - supplied
         chunk.updated_at = command.updated_at
         self.chunk_columns.set_rows(
             row,
@@ -311,6 +317,7 @@ class Library:
         if not chunks:
             return
         rows = np.asarray([chunk.row for chunk in chunks], dtype=np.int64)
+        self.supplied_vectors -= sum(not chunk.server_embedded for chunk in chunks)
         assert self.index is not None
         self.index.remove(rows)
         self.chunk_columns.clear_rows(rows)

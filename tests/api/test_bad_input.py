@@ -413,3 +413,20 @@ def test_a_trailing_slash_redirects_to_a_relative_location(api: httpx.Client) ->
             assert answer.status == 307 and answer.getheader("Location") == where
         finally:
             connection.close()
+
+
+def test_text_queries_against_vectors_no_model_here_made(api: httpx.Client, lib3: str) -> None:
+    """lib3 holds only the caller's own vectors; its model is the local
+    hashing one, which nobody runs elsewhere: the scores would mean nothing."""
+    response = api.post(f"/libraries/{lib3}/query", json={"query_text": "seed"})
+    problem(response, 422, "holds only embeddings sent with its chunks", "query_embedding")
+    # once the library holds text the node embedded, text queries are answered
+    documents = f"/libraries/{lib3}/documents"
+    made = api.post(documents, json={"chunks": [{"text": "embedded here"}]})
+    assert made.status_code == 201, made.text
+    answered = api.post(f"/libraries/{lib3}/query", json={"query_text": "embedded", "k": 5})
+    assert answered.status_code == 200, answered.text
+    # and refused again when those chunks are gone
+    assert api.delete(f"{documents}/{made.json()['id']}").status_code == 204
+    problem(api.post(f"/libraries/{lib3}/query", json={"query_text": "seed"}), 422,
+            "holds only embeddings sent")  # fmt: skip
