@@ -2,7 +2,9 @@
 # Shoal node (and worker) image: docker build -t shoal .
 #   (no registry? bash deploy/build-offline-images.sh builds it FROM a base
 #    made from Debian's packages: --build-arg BASE_IMAGE=shoal-base:local)
-#   docker run -p 7700:7700 -v shoal-data:/data shoal            one node
+#   docker run -p 127.0.0.1:7700:7700 -e SHOAL_API_KEY -v shoal-data:/data shoal   one node
+#     (it listens on all the container's addresses: without SHOAL_API_KEY or
+#      SHOAL_KEYS_FILE it refuses to start, unless SHOAL_INSECURE=1)
 #   docker run shoal worker                                      the question worker
 # The build is the one tests/deploy/test_image_build.py repeats on every CI run:
 # pip builds this project's wheel from its own pyproject.toml (no dev extra),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +18,7 @@ from node import body, raft_endpoint
 from node.embeddings import EmbeddingRegistry, build_registry
 from node.engine import DataDirInUse, Engine
 from node.fast_routes import FastRoutes
+from node.keys import KeySource
 from node.metrics import NodeMetrics
 from node.middleware import NodeMiddleware
 from node.problems import install_error_handlers
@@ -42,11 +46,24 @@ log = logging.getLogger("shoal.node")
 API_VERSION = "0.1.0"
 
 
+def _reload_keys_on_sighup(keys: KeySource) -> bool:
+    """``kill -HUP`` reads the keys file again (only where the loop may own
+    signals: the main thread of ``shoal serve``)."""
+    if keys.path is None or threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, keys.reload)
+    except (RuntimeError, ValueError, NotImplementedError):
+        return False
+    return True
+
+
 def create_app(
     settings: Settings, embedders: EmbeddingRegistry | None = None, exit_on_failure: bool = False
 ) -> FastAPI:
     """``exit_on_failure``: a node that fails ends its process (``shoal serve``)."""
     engine = Engine(settings, exit_on_failure)
+    keys = KeySource(settings.keys_file, settings.api_key)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,9 +76,12 @@ def create_app(
             log.critical("cannot start node %s: %s", settings.node_id, exc)
             raise
         await engine.start()
+        reloading = _reload_keys_on_sighup(keys)
         try:
             yield
         finally:
+            if reloading:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await engine.stop()
             registry.close()
 
@@ -93,7 +113,7 @@ def create_app(
         "node_id": settings.node_id,
         "metrics": metrics,
         "max_body_bytes": settings.max_body_bytes,
-        "api_key": settings.api_key,
+        "keys": keys,
         "fast_routes": {("POST", raft_endpoint.PATH): functools.partial(raft_post, engine)},
         "json_routes": FastRoutes(service),
     }

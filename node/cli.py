@@ -21,7 +21,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from node import cli_backup, cli_client, cli_cluster, cli_library, cli_questions
+from node.keys import KeysFileError, KeySource
 from node.settings import Settings
+
+log = logging.getLogger("shoal.cli")
 
 # flag name -> Settings field; only flags given on the command line override
 # the SHOAL_* environment.
@@ -36,6 +39,8 @@ SERVE_FLAGS: dict[str, str] = {
     "max_body_bytes": "max_body_bytes",
     "segment_bytes": "segment_bytes",
     "api_key": "api_key",
+    "keys_file": "keys_file",
+    "insecure": "insecure",
     "log_level": "log_level",
     "peers": "peers",
     "cluster_secret": "cluster_secret",
@@ -70,7 +75,22 @@ def _serve_parser(commands: Any) -> None:
         type=int,
         help="size of a WAL segment file [SHOAL_SEGMENT_BYTES, default 64 MiB]",
     )
-    serve.add_argument("--api-key", help="require this key on API requests [SHOAL_API_KEY]")
+    serve.add_argument(
+        "--api-key",
+        help="require this key on API requests; it has the admin "
+        "role [SHOAL_API_KEY; prefer the variable: flags show in ps]",
+    )
+    serve.add_argument(
+        "--keys-file",
+        help="a JSON list of {key|sha256, role} (read, write or "
+        "admin), read again on SIGHUP [SHOAL_KEYS_FILE]",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="serve a non-loopback --host with no API key [SHOAL_INSECURE]",
+    )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
         "--peers",
@@ -113,6 +133,27 @@ def _settings(args: argparse.Namespace) -> Settings:
         if getattr(args, flag, None) is not None
     }
     return Settings(**given)
+
+
+def _refusal_to_serve(settings: Settings, argv: Sequence[str]) -> str | None:
+    """Why this node must not start as configured (None: it may). Warns of
+    secrets given as flags, which every user of the machine sees in ps."""
+    for flag in ("--api-key", "--cluster-secret"):
+        if any(arg == flag or arg.startswith(flag + "=") for arg in argv):
+            variable = "SHOAL_" + flag[2:].upper().replace("-", "_")
+            log.warning("%s on the command line shows in ps to every user of this machine; "
+                        "set %s instead", flag, variable)  # fmt: skip
+    if settings.exposed_without_key() and not settings.insecure:
+        return (f"--host {settings.host} serves beyond this machine, and no API key is set: "
+                "anyone who reaches it could read and change every library. Set "
+                "SHOAL_API_KEY or --keys-file, or give --insecure to serve it open")  # fmt: skip
+    if settings.insecure and settings.exposed_without_key():
+        log.warning("serving %s with no API key (--insecure)", settings.host)
+    try:
+        KeySource(settings.keys_file, settings.api_key)
+    except KeysFileError as exc:
+        return str(exc)
+    return None
 
 
 def serve(settings: Settings) -> int:
@@ -234,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
             )
             print(f"shoal: invalid settings: {problems}", file=sys.stderr)  # noqa: T201
+            return 2
+        refusal = _refusal_to_serve(settings, argv if argv is not None else sys.argv[1:])
+        if refusal:
+            print(f"shoal: {refusal}", file=sys.stderr)  # noqa: T201
             return 2
         return serve(settings)
     parser.error(f"unknown command {args.command}")

@@ -96,6 +96,12 @@ class Unauthorized(ShoalError):
     title = "Missing or wrong API key"
 
 
+class RoleTooLow(ShoalError):
+    status = 403
+    slug = "role-too-low"
+    title = "The API key's role does not allow this request"
+
+
 class Unavailable(ShoalError):
     status = 503
     slug = "unavailable"

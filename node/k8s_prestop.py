@@ -112,7 +112,7 @@ def leave(node_id: str, urls: list[str], secret: str, deadline: float) -> str:
         # Each request is bounded on its own: a node that accepts and never
         # answers must not eat the pod's grace period.
         budget = min(REQUEST_SECONDS, max(0.5, deadline - time.monotonic()))
-        with httpx.Client(timeout=budget) as http:
+        with httpx.Client(timeout=budget, headers=_api_key_header()) as http:
             try:
                 handed = handed or _hand_over(http, urls, node_id, secret)
                 changed = change_members(http, urls, args, secret)
@@ -125,6 +125,11 @@ def leave(node_id: str, urls: list[str], secret: str, deadline: float) -> str:
                 last = repr(exc)
         time.sleep(min(RETRY_SECONDS, max(0.0, deadline - time.monotonic())))
     raise ClusterCommandFailed(f"not removed within {LEAVE_SECONDS:.0f} s: {last}")
+
+
+def _api_key_header() -> dict[str, str]:
+    key = os.environ.get("SHOAL_API_KEY")
+    return {"X-API-Key": key} if key else {}
 
 
 def _hand_over(http: httpx.Client, urls: list[str], node_id: str, secret: str) -> str:

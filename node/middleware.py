@@ -7,7 +7,6 @@ client sends no Content-Length.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import time
@@ -16,15 +15,16 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from node.errors import InvalidRequest, PayloadTooLarge, ShoalError, Unauthorized
+from node.access import needed_role
+from node.errors import InvalidRequest, PayloadTooLarge, RoleTooLow, ShoalError, Unauthorized
 from node.fast_routes import FastRoutes
 from node.idempotency import MAX_KEY, fingerprint, request_fingerprint, request_key, valid_key
+from node.keys import KeySource
 from node.metrics import NodeMetrics
 from node.problems import UNEXPECTED
 from replication import features
 
 log = logging.getLogger("shoal.http")
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
 FEATURES = " ".join(sorted(features.OURS)).encode()
 
 
@@ -51,7 +51,7 @@ class NodeMiddleware:
         node_id: str,
         metrics: NodeMetrics,
         max_body_bytes: int,
-        api_key: str | None,
+        keys: KeySource,
         fast_routes: dict[tuple[str, str], FastRoute] | None = None,
         json_routes: FastRoutes | None = None,
     ) -> None:
@@ -61,7 +61,7 @@ class NodeMiddleware:
         self.node_id = node_id.encode()
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
-        self.api_key = api_key
+        self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -166,18 +166,23 @@ class NodeMiddleware:
                 f"the request body has {int(length)} bytes; this node accepts at most "
                 f"{self.max_body_bytes} bytes per request; send fewer chunks per request"
             )
-        if self.api_key is None or scope["path"] in OPEN_PATHS:
+        ring = self.keys.ring
+        method, path = scope.get("method", ""), scope["path"]
+        needed = needed_role(method, path)
+        if not ring.roles or needed is None:
             return None
-        if scope["path"].startswith("/_cluster/"):
-            return None  # peers prove themselves with the cluster secret instead
         offered = headers.get(b"x-api-key", b"").decode(errors="replace")
         bearer = headers.get(b"authorization", b"").decode(errors="replace")
         if bearer.lower().startswith("bearer "):
             offered = offered or bearer[7:].strip()
         if not offered:
             return Unauthorized("this node requires an API key (X-API-Key or Bearer token)")
-        if not hmac.compare_digest(offered.encode(), self.api_key.encode()):
+        role = ring.role_of(offered)
+        if role is None:
             return Unauthorized("the API key is not valid for this node")
+        if role < needed:
+            return RoleTooLow(f"this API key has the {role.label} role; {method} {path:.200} "
+                             f"needs the {needed.label} role")  # fmt: skip
         return None
 
     async def _buffered(self, receive: Receive, scope: Scope) -> Receive:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +30,10 @@ class Settings(BaseSettings):
     snapshot_chunk_bytes: int = Field(4 << 20, ge=1 << 12, le=32 << 20)
     max_body_bytes: int = Field(64 << 20, ge=1 << 10)
     api_key: str | None = None
+    # A JSON list of keys and their roles, read again on SIGHUP (node.keys).
+    keys_file: Path | None = None
+    # Serve a non-loopback address with no API key at all (refused otherwise).
+    insecure: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # "n1=http://host:port,n2=...": every voter, this node included, when the
     # cluster is first started; afterwards the member list stored in the data
@@ -73,6 +78,17 @@ class Settings(BaseSettings):
         if self.heartbeat_interval * 3 > self.election_timeout:
             raise ValueError("heartbeat_interval must be under a third of election_timeout")
         return self
+
+    def exposed_without_key(self) -> bool:
+        """Listening beyond this machine with no API key asked of anyone."""
+        if self.api_key or self.keys_file is not None:
+            return False
+        if self.host == "localhost":
+            return False
+        try:
+            return not ipaddress.ip_address(self.host).is_loopback
+        except ValueError:  # a host name: it may resolve to anything
+            return True
 
     def peer_urls(self) -> dict[str, str]:
         """Voters by node id, parsed from ``peers``."""

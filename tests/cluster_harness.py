@@ -24,6 +24,7 @@ class ClusterViews:
     ``running()``; shared by the process and the container clusters."""
 
     nodes: Mapping[str, Any]
+    api_headers: Mapping[str, str] = {}  # the API key, when the nodes ask for one
 
     def running(self) -> list[str]:
         raise NotImplementedError
@@ -35,7 +36,8 @@ class ClusterViews:
             return None
         query = "?digest=now" if digest_now else ""
         try:
-            response = httpx.get(f"{node.url}/cluster{query}", timeout=timeout)
+            response = httpx.get(f"{node.url}/cluster{query}", timeout=timeout,
+                                 headers=dict(self.api_headers))  # fmt: skip
         except httpx.HTTPError:
             return None
         return response.json() if response.status_code == 200 else None

@@ -141,9 +141,10 @@ class ContainerNode:
 class ComposeCluster(ClusterViews):
     """Three node containers, Temporal and the worker, under ``project``."""
 
-    def __init__(self, project: str, secret: str) -> None:
+    def __init__(self, project: str, secret: str, api_key: str) -> None:
         self.project = project
         self.env = {**os.environ, "SHOAL_CLUSTER_SECRET": secret, "COMPOSE_PROJECT_NAME": project}
+        self.use_api_key(api_key)
         self.nodes = {n: ContainerNode(n, f"http://127.0.0.1:{p}") for n, p in NODE_PORTS.items()}
         self.urls = ",".join(node.url for node in self.nodes.values())
         self.network = f"{project}_default"
@@ -151,6 +152,12 @@ class ComposeCluster(ClusterViews):
         self._paused: set[str] = set()
         self._cut: set[str] = set()
         self._ids: dict[str, str] = {}
+
+    def use_api_key(self, api_key: str) -> None:
+        """The key the nodes were started with: compose, the CLI and clients use it."""
+        self.api_key = api_key
+        self.env["SHOAL_API_KEY"] = api_key
+        self.api_headers = {"X-API-Key": api_key}
 
     # ------------------------------------------------------------ compose
     def compose(self, *args: str, timeout: float = 180.0,
@@ -254,4 +261,5 @@ class ComposeCluster(ClusterViews):
         raise TimeoutError(f"{node_id} was not ready within {timeout}s")
 
     def client(self, node_id: str) -> httpx.Client:
-        return httpx.Client(base_url=self.nodes[node_id].url, timeout=30)
+        return httpx.Client(base_url=self.nodes[node_id].url, timeout=30,
+                            headers=self.api_headers)  # fmt: skip

@@ -24,6 +24,7 @@ from tests.harness import REPO
 QUICKSTART = "<!-- compose-quickstart -->"
 OFFLINE = "<!-- compose-offline -->"
 SECRET_LINE = "__SHOAL_TEST_SECRET__="
+KEY_LINE = "__SHOAL_TEST_API_KEY__="
 
 
 def readme_block(marker: str) -> str:
@@ -43,7 +44,8 @@ def offline_script(quickstart: str, offline: str, project: str) -> str:
     assert script.count("-p shoal ") == 1, "one compose command names the project"
     script = script.replace("-p shoal ", f"-p {project} ")
     script = script.replace(".venv/bin/", f"{Path(sys.executable).parent}/")
-    return f"set -euo pipefail\n{script}\necho {SECRET_LINE}$SHOAL_CLUSTER_SECRET\n"
+    return (f"set -euo pipefail\n{script}\necho {SECRET_LINE}$SHOAL_CLUSTER_SECRET\n"
+            f"echo {KEY_LINE}$SHOAL_API_KEY\n")  # fmt: skip
 
 
 @dataclass
@@ -63,7 +65,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     project = f"shoaltest{uuid.uuid4().hex[:6]}"
     # compose refuses to run without a secret, even to take a stack down: this
     # one serves until the README's block says which secret it chose
-    cluster = ComposeCluster(project, secret="until-the-readme-block-sets-one")
+    cluster = ComposeCluster(project, secret="until-the-readme-block-sets-one",
+                             api_key="until-the-readme-block-sets-one")  # fmt: skip
     egress = EgressCounter()
     try:
         engine.start()
@@ -72,9 +75,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         done = run("bash", "-c", script, timeout=1200, check=False)
         secret = next((line.split("=", 1)[1] for line in done.stdout.splitlines()
                        if line.startswith(SECRET_LINE)), "")  # fmt: skip
+        api_key = next((line.split("=", 1)[1] for line in done.stdout.splitlines()
+                        if line.startswith(KEY_LINE)), "")  # fmt: skip
         if secret:
             cluster.env["SHOAL_CLUSTER_SECRET"] = secret
-        assert done.returncode == 0 and secret, (
+        if api_key:
+            cluster.use_api_key(api_key)
+        assert done.returncode == 0 and secret and api_key, (
             f"the README's compose block failed ({done.returncode}):\n"
             f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
         )

@@ -201,7 +201,7 @@ def test_read_replicas_join_on_scale_serve_reads_and_are_removed(stack: Stack) -
     cluster = stack.cluster
     from shoal_client import Client
 
-    with Client(cluster.urls) as client:
+    with Client(cluster.urls, api_key=cluster.api_key) as client:
         library = client.create_library("replicated", dimension=2).id
         for n in range(10):
             client.add_document(library, chunks=[{"text": f"r{n}", "embedding": [1.0, n]}])
@@ -244,7 +244,8 @@ def test_read_replicas_join_on_scale_serve_reads_and_are_removed(stack: Stack) -
         for container, node_id in ids.items():
             if container != kept:
                 done = run(sys.executable, "-m", "node.cli", "cluster", "remove", node_id,
-                           "--url", cluster.urls, *secret, check=False)  # fmt: skip
+                           "--url", cluster.urls, *secret,
+                           check=False, env=cluster.env)  # fmt: skip
                 assert done.returncode == 0, done.stderr
         assert _learners(cluster) == {ids[kept]}
     finally:  # no replica outlives the test, whatever failed above
@@ -254,7 +255,7 @@ def test_read_replicas_join_on_scale_serve_reads_and_are_removed(stack: Stack) -
             run("docker", "volume", "rm", *volumes, check=False)
     for node_id in _learners(cluster):
         done = run(sys.executable, "-m", "node.cli", "cluster", "remove", node_id,
-                   "--url", cluster.urls, *secret, check=False)  # fmt: skip
+                   "--url", cluster.urls, *secret, check=False, env=cluster.env)  # fmt: skip
         assert done.returncode == 0, done.stderr
     assert _learners(cluster) == set()
     cluster.converged(timeout=60)
@@ -264,7 +265,7 @@ def test_down_and_up_brings_every_write_back(stack: Stack) -> None:
     cluster = stack.cluster
     from shoal_client import Client
 
-    with Client(cluster.urls) as client:
+    with Client(cluster.urls, api_key=cluster.api_key) as client:
         library = client.create_library("kept", dimension=2).id
         for n in range(20):
             client.add_document(library, chunks=[{"text": f"k{n}", "embedding": [1.0, n]}])
@@ -279,7 +280,7 @@ def test_down_and_up_brings_every_write_back(stack: Stack) -> None:
     cluster.down()
     cluster.up()
     assert cluster.converged(timeout=60) == digest
-    with Client(cluster.urls) as client:
+    with Client(cluster.urls, api_key=cluster.api_key) as client:
         assert client.get_library(library).document_count == 20
 
 

@@ -28,7 +28,7 @@ from tests.deploy.manifests import (
 from tests.harness import REPO
 
 NODES = ["n1", "n2", "n3"]
-SHELL = {"SHOAL_CLUSTER_SECRET": "s3cret"}
+SHELL = {"SHOAL_CLUSTER_SECRET": "s3cret", "SHOAL_API_KEY": "k3y"}
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +180,28 @@ def test_compose_volumes_are_declared_and_the_secret_is_required() -> None:
     }
     assert used == set(parsed["volumes"])
     with pytest.raises(KeyError, match="SHOAL_CLUSTER_SECRET"):
-        compose({})
+        compose({"SHOAL_API_KEY": "k"})
+    with pytest.raises(KeyError, match="SHOAL_API_KEY"):
+        compose({"SHOAL_CLUSTER_SECRET": "s"})
     assert interpolate("${A:-x} ${B:-y}", {"A": "1"}) == "1 y"
+
+
+def test_every_node_the_files_start_would_start_with_a_key(
+    services: dict[str, Any], image: Dockerfile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They listen on every address of their container or pod: open, a node
+    refuses to start (node.cli), so each one is given the API key."""
+    for name in [*NODES, "replica"]:
+        env = {key: str(value) for key, value in services[name]["environment"].items()}
+        settings = settings_from({**image.env(), **env, "SHOAL_NODE_ID": "n1"}, monkeypatch)
+        assert settings.host == "0.0.0.0" and not settings.exposed_without_key(), name
+        assert env["SHOAL_API_KEY"] == SHELL["SHOAL_API_KEY"], name
+    assert services["worker"]["environment"]["SHOAL_API_KEY"] == SHELL["SHOAL_API_KEY"]
+    env = {item["name"]: item for item in _statefulset_container()["env"]}
+    assert env["SHOAL_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "shoal", "key": "api-key"}
+    given = {name: item.get("value", "from-the-secret") for name, item in env.items()}
+    settings = settings_from({**image.env(), **given, "SHOAL_NODE_ID": "shoal-0"}, monkeypatch)
+    assert not settings.exposed_without_key()
 
 
 def test_compose_runs_on_docker_compose_1_29_and_publishes_on_loopback_only() -> None:

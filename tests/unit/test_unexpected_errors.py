@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from node.keys import KeySource
 from node.middleware import NodeMiddleware
 from node.problems import install_error_handlers
 
@@ -42,7 +43,7 @@ def _app() -> NodeMiddleware:
         requests=Counter("r", "r", ["method", "route", "status"], registry=registry),
         latency=Histogram("l", "l", ["method", "route"], registry=registry),
     )
-    return NodeMiddleware(app, "n7", metrics, 1 << 20, None)  # type: ignore[arg-type]
+    return NodeMiddleware(app, "n7", metrics, 1 << 20, KeySource(None, None))  # type: ignore[arg-type]
 
 
 def test_an_unhandled_error_is_a_problem_with_the_node_header() -> None:
