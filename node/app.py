@@ -48,8 +48,9 @@ API_VERSION = "0.1.0"
 
 def _reload_keys_on_sighup(keys: KeySource) -> bool:
     """``kill -HUP`` reads the keys file again (only where the loop may own
-    signals: the main thread of ``shoal serve``)."""
-    if keys.path is None or threading.current_thread() is not threading.main_thread():
+    signals: the main thread of ``shoal serve``). Taken from the start, so a
+    HUP during a long recovery does not end the process."""
+    if threading.current_thread() is not threading.main_thread():
         return False
     try:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, keys.reload)
@@ -67,6 +68,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        reloading = _reload_keys_on_sighup(keys)
         try:
             await run_in_threadpool(engine.open)
         except (
@@ -76,7 +78,6 @@ def create_app(
             log.critical("cannot start node %s: %s", settings.node_id, exc)
             raise
         await engine.start()
-        reloading = _reload_keys_on_sighup(keys)
         try:
             yield
         finally:
@@ -114,6 +115,7 @@ def create_app(
         "metrics": metrics,
         "max_body_bytes": settings.max_body_bytes,
         "keys": keys,
+        "require_peer_cert": settings.peer_ca is not None,
         "fast_routes": {("POST", raft_endpoint.PATH): functools.partial(raft_post, engine)},
         "json_routes": FastRoutes(service),
     }

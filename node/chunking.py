@@ -14,13 +14,16 @@ def _sentences(text: str, size: int) -> list[str]:
     pieces: list[str] = []
     for sentence in _SENTENCE_END.split(text):
         sentence = " ".join(sentence.split())
-        while len(sentence) > size:
-            cut = sentence.rfind(" ", 0, size)
-            cut = cut if cut > 0 else size
-            pieces.append(sentence[:cut])
-            sentence = sentence[cut:].lstrip()
-        if sentence:
-            pieces.append(sentence)
+        # Walked by index: slicing off what was taken would copy the rest of
+        # a long sentence at every cut.
+        start, end = 0, len(sentence)
+        while end - start > size:
+            cut = sentence.rfind(" ", start, start + size)
+            cut = cut if cut > start else start + size
+            pieces.append(sentence[start:cut])
+            start = cut + 1 if sentence.startswith(" ", cut) else cut
+        if start < end:
+            pieces.append(sentence[start:])
     return pieces
 
 
@@ -36,7 +39,9 @@ def _tail(sentences: list[str], overlap: int) -> list[str]:
     return carried
 
 
-def chunk_text(text: str, size: int, overlap: int) -> list[str]:
+def chunk_text(text: str, size: int, overlap: int, limit: int | None = None) -> list[str]:
+    """The chunks; with ``limit``, no more than ``limit + 1`` of them (the
+    caller refuses a text that makes more)."""
     if overlap >= size:
         raise ValueError("chunk_overlap must be smaller than chunk_size")
     chunks: list[str] = []
@@ -47,6 +52,8 @@ def chunk_text(text: str, size: int, overlap: int) -> list[str]:
         if current and joined > size:
             if new_in_current:
                 chunks.append(" ".join(current))
+                if limit is not None and len(chunks) > limit:
+                    return chunks
                 current = _tail(current, overlap)
             while current and len(" ".join([*current, sentence])) > size:
                 current.pop(0)

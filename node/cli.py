@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from node import cli_backup, cli_client, cli_cluster, cli_library, cli_questions
+from node import cli_backup, cli_client, cli_cluster, cli_library, cli_questions, tls
 from node.keys import KeysFileError, KeySource
 from node.settings import Settings
 
@@ -41,6 +41,9 @@ SERVE_FLAGS: dict[str, str] = {
     "api_key": "api_key",
     "keys_file": "keys_file",
     "insecure": "insecure",
+    "tls_cert": "tls_cert",
+    "tls_key": "tls_key",
+    "peer_ca": "peer_ca",
     "log_level": "log_level",
     "peers": "peers",
     "cluster_secret": "cluster_secret",
@@ -84,6 +87,13 @@ def _serve_parser(commands: Any) -> None:
         "--keys-file",
         help="a JSON list of {key|sha256, role} (read, write or "
         "admin), read again on SIGHUP [SHOAL_KEYS_FILE]",
+    )
+    serve.add_argument("--tls-cert", help="serve HTTPS with this certificate [SHOAL_TLS_CERT]")
+    serve.add_argument("--tls-key", help="the certificate's private key (PEM) [SHOAL_TLS_KEY]")
+    serve.add_argument(
+        "--peer-ca",
+        help="node-to-node mutual TLS: peers present certificates "
+        "this CA signed, and this node checks theirs [SHOAL_PEER_CA]",
     )
     serve.add_argument(
         "--insecure",
@@ -153,7 +163,7 @@ def _refusal_to_serve(settings: Settings, argv: Sequence[str]) -> str | None:
         KeySource(settings.keys_file, settings.api_key)
     except KeysFileError as exc:
         return str(exc)
-    return None
+    return tls.check_files(settings.tls_cert, settings.tls_key, settings.peer_ca)
 
 
 def serve(settings: Settings) -> int:
@@ -219,6 +229,8 @@ def serve(settings: Settings) -> int:
         access_log=settings.log_level == "debug",
         lifespan="on",
         timeout_graceful_shutdown=30,
+        http=tls.peer_cert_protocol() if settings.peer_ca is not None else "auto",
+        **tls.server_options(settings.tls_cert, settings.tls_key, settings.peer_ca),
     )
     server = Server(config)
     server.run()

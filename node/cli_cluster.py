@@ -88,14 +88,29 @@ def node_views(http: httpx.Client, urls: list[str]) -> list[dict[str, Any]]:
 def _leader_url(http: httpx.Client, urls: list[str]) -> str:
     """The leader's URL: the one given for it when it is among them (nodes
     advertise the URLs their peers use, which may be names only they can
-    resolve, inside a container network say), else the one it advertises."""
+    resolve, inside a container network say), else the one it advertises,
+    if a node reached through the given URLs lists it as a member (the
+    commands send the cluster secret and the API key; as the SDK does, they
+    send them nowhere else, and never from https down to http)."""
     views = node_views(http, urls)
     if not views:
         raise ClusterCommandFailed(f"no node answered at {', '.join(urls)}")
     reached = {view["node_id"]: view["reached_at"] for view in views}
+    members = {str(m.get("url", "")).rstrip("/") for v in views for m in v.get("members") or []}
+    https_only = any(url.lower().startswith("https://") for url in urls)
     for view in sorted(views, key=lambda v: -int(v["term"])):
-        if view["leader_url"]:
-            return str(reached.get(view["leader_id"], view["leader_url"]))
+        if not view["leader_url"]:
+            continue
+        if view["leader_id"] in reached:
+            return str(reached[view["leader_id"]])
+        advertised = str(view["leader_url"]).rstrip("/")
+        if advertised in members and not (https_only and advertised.startswith("http://")):
+            return advertised
+        raise ClusterCommandFailed(
+            f"the leader, {view['leader_id']}, is at {advertised}, which is neither among the "
+            "URLs given nor a member the nodes list (or it would downgrade https to http); "
+            "give its URL with --url if it is yours"
+        )
     raise ClusterCommandFailed("no leader is known right now (an election is under way)")
 
 
@@ -106,14 +121,14 @@ def change_members(
     url = _leader_url(http, urls)
     headers = {SECRET_HEADER: secret}
     if args.action == "add":
-        response = http.post(url + "/admin/members", headers=headers, follow_redirects=True,
+        response = http.post(url + "/admin/members", headers=headers, follow_redirects=False,
                              json={"id": args.node_id, "url": args.node_url})  # fmt: skip
     elif args.action == "promote":
         response = http.post(f"{url}/admin/members/{args.node_id}/promote", headers=headers,
-                             follow_redirects=True)  # fmt: skip
+                             follow_redirects=False)  # fmt: skip
     else:
         response = http.delete(f"{url}/admin/members/{args.node_id}", headers=headers,
-                               follow_redirects=True)  # fmt: skip
+                               follow_redirects=False)  # fmt: skip
     if response.status_code != 200:
         raise ClusterCommandFailed(
             f"{url} answered {response.status_code}: {_detail(response)}", response.status_code
@@ -122,6 +137,8 @@ def change_members(
 
 
 def _detail(response: httpx.Response) -> str:
+    if response.status_code == 307:  # not followed: see _leader_url
+        return "leadership moved meanwhile; run the command again"
     try:
         return str(response.json().get("detail", response.text))
     except ValueError:
@@ -131,13 +148,11 @@ def _detail(response: httpx.Response) -> str:
 def transfer_leader(http: httpx.Client, urls: list[str], target: str, secret: str) -> Any:
     url = _leader_url(http, urls)
     response = http.post(url + "/admin/leadership", json={"target": target},
-                         headers={SECRET_HEADER: secret}, follow_redirects=True)  # fmt: skip
+                         headers={SECRET_HEADER: secret}, follow_redirects=False)  # fmt: skip
     if response.status_code != 200:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise ClusterCommandFailed(f"{url} answered {response.status_code}: {detail}")
+        raise ClusterCommandFailed(
+            f"{url} answered {response.status_code}: {_detail(response)}", response.status_code
+        )
     return response.json()
 
 

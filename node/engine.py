@@ -20,6 +20,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import ssl
 import struct
 import threading
 import time
@@ -41,6 +42,7 @@ from node.store.snapshot_codec import (
     restore,
 )
 from node.store.state import StateMachine
+from node.tls import peer_context
 from replication.membership import (
     ClusterStore,
     Configuration,
@@ -322,7 +324,8 @@ class Engine:
             transport = HttpTransport(settings.node_id, peers, settings.cluster_secret,
                                       config.rpc_timeout, self.faults,
                                       settings.snapshot_chunk_bytes,
-                                      self.configuration.cluster_id)  # fmt: skip
+                                      self.configuration.cluster_id,
+                                      self.peer_tls())  # fmt: skip
         self.raft = RaftNode(
             config, self.log_store, self.stable, self.state, transport, settings.fsync,
             self._newest_snapshot, after_apply=self._after_apply,
@@ -335,13 +338,18 @@ class Engine:
         self.raft.on_tail_recovered = self._tail_recovered
         await self.raft.start()
 
+    def peer_tls(self) -> ssl.SSLContext:
+        """How this node calls peers over https (see node.tls)."""
+        settings = self.settings
+        return peer_context(settings.tls_cert, settings.tls_key, settings.peer_ca)
+
     async def _join(self) -> None:
         """Ask the cluster behind ``--join`` to add this node as a learner;
         its answer is the member list, which is stored before Raft starts."""
         settings = self.settings
         configuration, index = await join_cluster(
             [url.strip() for url in settings.join.split(",") if url.strip()],
-            settings.node_id, settings.url, settings.cluster_secret or "",
+            settings.node_id, settings.url, settings.cluster_secret or "", self.peer_tls(),
         )  # fmt: skip
         # Stored at the index it was committed at: lists from before it (a
         # leader's older snapshot) do not replace it as they are applied.

@@ -102,6 +102,12 @@ class RoleTooLow(ShoalError):
     title = "The API key's role does not allow this request"
 
 
+class PeerCertificateMissing(ShoalError):
+    status = 403
+    slug = "peer-certificate-missing"
+    title = "Cluster endpoints need a peer certificate"
+
+
 class Unavailable(ShoalError):
     status = 503
     slug = "unavailable"

@@ -234,8 +234,10 @@ def _scalar(kind: Kind, value: Any, path: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise FilterError(path, f"expected a number, got {value!r}")
         if isinstance(value, int) and not -(1 << 63) <= value < 1 << 63:
-            raise FilterError(path, f"{value:.3g} is beyond what a number field holds "
-                                    "(whole numbers from -2**63 to 2**63-1)")  # fmt: skip
+            # (described by its size: a float of it may overflow, its digits
+            # may be more than Python prints)
+            raise FilterError(path, f"a whole number of {value.bit_length()} bits is beyond "
+                                    "what a number field holds (-2**63 to 2**63-1)")  # fmt: skip
         if not np.isfinite(value):
             raise FilterError(path, "numbers in filters must be finite")
         return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 
 import httpx
@@ -25,7 +26,7 @@ def configuration_from_answer(answer: dict[str, object]) -> Configuration:
 
 
 async def join_cluster(
-    urls: list[str], node_id: str, own_url: str, secret: str
+    urls: list[str], node_id: str, own_url: str, secret: str, tls: ssl.SSLContext | None = None
 ) -> tuple[Configuration, int]:
     """The member list with this node in it, once the change committed, and
     the log index it was committed at.
@@ -38,7 +39,7 @@ async def join_cluster(
     body = {"id": node_id, "url": own_url}
     deadline = time.monotonic() + JOIN_SECONDS
     last = "no node answered"
-    async with httpx.AsyncClient(timeout=30.0, follow_redirects=True,
+    async with httpx.AsyncClient(timeout=30.0, follow_redirects=True, verify=tls or True,
                                  headers={SECRET_HEADER: secret}) as http:  # fmt: skip
         while time.monotonic() < deadline:
             for url in urls:

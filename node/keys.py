@@ -10,11 +10,10 @@ docs/security.md.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 
@@ -48,21 +47,22 @@ class KeyRing:
     """Key digests and their roles. Empty: this node asks for no key."""
 
     roles: tuple[tuple[bytes, Role], ...] = ()
+    _by_digest: dict[bytes, Role] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Looked up by digest: what the lookup's timing could tell is about
+        # the SHA-256 of the offered key, which says nothing of any real key.
+        object.__setattr__(self, "_by_digest", dict(self.roles))
 
     def role_of(self, offered: str) -> Role | None:
-        """The role of ``offered``, comparing it with every key in constant
-        time, so the answer's timing does not tell which key came close."""
-        seen = digest(offered)
-        found: Role | None = None
-        for known, role in self.roles:
-            if hmac.compare_digest(seen, known):
-                found = role
-        return found
+        return self._by_digest.get(digest(offered))
 
     def with_key(self, key: str | None, role: Role) -> KeyRing:
+        """With ``key`` added; it takes ``role`` even if the ring held it."""
         if not key:
             return self
-        return KeyRing(((digest(key), role), *self.roles))
+        known = digest(key)
+        return KeyRing((*(entry for entry in self.roles if entry[0] != known), (known, role)))
 
     def summary(self) -> str:
         counts = {role: sum(1 for _, r in self.roles if r is role) for role in Role}
@@ -104,6 +104,9 @@ def parse_keys(text: str, where: str) -> KeyRing:
                 raise KeysFileError(f"{at}: sha256 must be 64 lowercase hex digits "
                                     "(sha256sum of the key, without a newline)")  # fmt: skip
             roles.append((bytes.fromhex(hashed), role))
+    if not roles:
+        raise KeysFileError(f"{where} holds no keys: a node given a keys file asks every "
+                            "request for one, so it needs at least one")  # fmt: skip
     if len({known for known, _ in roles}) != len(roles):
         raise KeysFileError(f"{where} lists one key twice")
     return KeyRing(tuple(roles))
@@ -130,6 +133,9 @@ class KeySource:
         return ring.with_key(self.api_key, Role.ADMIN)
 
     def reload(self) -> bool:
+        if self.path is None:
+            log.info("SIGHUP: no keys file to read again (see --keys-file)")
+            return False
         try:
             ring = self._read()
         except KeysFileError as exc:

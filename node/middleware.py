@@ -16,12 +16,20 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from node.access import needed_role
-from node.errors import InvalidRequest, PayloadTooLarge, RoleTooLow, ShoalError, Unauthorized
+from node.errors import (
+    InvalidRequest,
+    PayloadTooLarge,
+    PeerCertificateMissing,
+    RoleTooLow,
+    ShoalError,
+    Unauthorized,
+)
 from node.fast_routes import FastRoutes
 from node.idempotency import MAX_KEY, fingerprint, request_fingerprint, request_key, valid_key
 from node.keys import KeySource
 from node.metrics import NodeMetrics
 from node.problems import UNEXPECTED
+from node.tls import PEER_CERT_KEY
 from replication import features
 
 log = logging.getLogger("shoal.http")
@@ -52,6 +60,7 @@ class NodeMiddleware:
         metrics: NodeMetrics,
         max_body_bytes: int,
         keys: KeySource,
+        require_peer_cert: bool = False,
         fast_routes: dict[tuple[str, str], FastRoute] | None = None,
         json_routes: FastRoutes | None = None,
     ) -> None:
@@ -62,6 +71,7 @@ class NodeMiddleware:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.keys = keys
+        self.require_peer_cert = require_peer_cert
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -159,6 +169,12 @@ class NodeMiddleware:
             await _send_problem(send, ShoalError(UNEXPECTED), scope["path"])
 
     def _refusal(self, scope: Scope) -> ShoalError | None:
+        peer_path = scope["path"].startswith("/_cluster/")
+        if self.require_peer_cert and peer_path and not scope.get(PEER_CERT_KEY):
+            return PeerCertificateMissing(
+                "cluster endpoints take only connections with a peer certificate signed "
+                "by this cluster's --peer-ca"
+            )
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
@@ -226,7 +242,8 @@ async def _send_redirect(send: Send, scope: Scope) -> None:
     built from the Host header it would send clients wherever the request
     said it was addressed to."""
     raw: bytes = scope.get("raw_path") or scope["path"].encode()
-    target = b"/" + raw.rstrip(b"/").lstrip(b"/")  # never "//host": another site
+    # never "//host" (nor "/\\host", which browsers read alike): another site
+    target = b"/" + raw.rstrip(b"/").lstrip(b"/\\")
     query: bytes = scope.get("query_string", b"")
     if query:
         target += b"?" + query

@@ -321,14 +321,15 @@ class Service:
             return body.chunks or [], "chunks"
         if body.chunk_overlap >= body.chunk_size:
             raise InvalidRequest("chunk_overlap must be smaller than chunk_size")
-        pieces = chunk_text(body.text, body.chunk_size, body.chunk_overlap)
+        cap = models.MAX_CHUNKS_PER_REQUEST
+        pieces = chunk_text(body.text, body.chunk_size, body.chunk_overlap, limit=cap)
         if not pieces:
             raise InvalidRequest("text has no words to index")
-        if len(pieces) > models.MAX_CHUNKS_PER_REQUEST:
+        if len(pieces) > cap:
             raise InvalidRequest(
-                f"text makes {len(pieces)} chunks of at most {body.chunk_size} characters; "
-                f"a request may add at most {models.MAX_CHUNKS_PER_REQUEST} chunks: raise "
-                "chunk_size, or send the text in parts (POST .../documents/{id}/chunks)"
+                f"text makes more than {cap} chunks of at most {body.chunk_size} characters; "
+                f"a request may add at most {cap} chunks: raise chunk_size, or send the "
+                "text in parts (POST .../documents/{id}/chunks)"
             )
         chunks = [
             models.ChunkCreate(text=piece, metadata=models.ChunkMetadata(chunk_index=n))
@@ -510,20 +511,30 @@ class Service:
             if info.dimension is None:
                 return None
             provider = self.embedders.get(info.embedding_model)
-            supplied_only = 0 < library.supplied_vectors == len(library.chunks)
-            if provider.only_here and supplied_only:
-                raise InvalidRequest(
-                    f"library {info.id} holds only embeddings sent with its chunks, and "
-                    f"{provider.model}, its model, made none of them: query_text would be "
-                    "compared with vectors of another model. Send query_embedding from the "
-                    "model that made them (or create the library with that embedding_model, "
-                    "if Shoal has it, and send text)"
-                )
+            self._check_text_queries(library, provider)
             vector = _embed(provider, [body.query_text or ""], info.dimension, "search_query")
         if info.metric == "cosine":
             reject_zero_vectors(vector, ["query_embedding"])
         query: npt.NDArray[np.float32] = vector[0]
         return query
+
+    def check_text_queries(self, library_id: str) -> None:
+        """422 when a text asked of this library would be compared with
+        vectors its model did not make (see _check_text_queries)."""
+        with self._reading(library_id) as library:
+            self._check_text_queries(library, self.embedders.get(library.info.embedding_model))
+
+    @staticmethod
+    def _check_text_queries(library: Library, provider: EmbeddingProvider) -> None:
+        supplied_only = 0 < library.supplied_vectors == len(library.chunks)
+        if provider.only_here and supplied_only:
+            raise InvalidRequest(
+                f"library {library.info.id} holds only embeddings sent with its chunks, and "
+                f"{provider.model}, its model, made none of them: a text would be compared "
+                "with vectors of another model. Send query_embedding from the model that "
+                "made them (or create the library with that embedding_model, if Shoal has "
+                "it, and send text)"
+            )
 
     def query(self, library_id: str, body: models.QueryRequest) -> dict[str, Any]:
         started = time.perf_counter()

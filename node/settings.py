@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     keys_file: Path | None = None
     # Serve a non-loopback address with no API key at all (refused otherwise).
     insecure: bool = False
+    # HTTPS with this certificate and key; with peer_ca, node-to-node traffic
+    # is mutual TLS (node.tls).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    peer_ca: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # "n1=http://host:port,n2=...": every voter, this node included, when the
     # cluster is first started; afterwards the member list stored in the data
@@ -108,4 +113,5 @@ class Settings(BaseSettings):
         if own:
             return own
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls_cert is not None else "http"
+        return f"{scheme}://{host}:{self.port}"

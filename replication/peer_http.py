@@ -11,6 +11,7 @@ the connection it happened on; the caller sees :class:`PeerUnreachable`.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from urllib.parse import urlsplit
 
 MAX_IDLE = 8
@@ -28,12 +29,21 @@ _Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class PeerHttp:
-    def __init__(self, base_url: str, headers: dict[str, str], timeout: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str],
+        timeout: float,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         parts = urlsplit(base_url)
-        if parts.scheme != "http" or parts.hostname is None:
-            raise ValueError(f"peer URL {base_url!r} is not http://host:port")
+        if parts.scheme not in ("http", "https") or parts.hostname is None:
+            raise ValueError(f"peer URL {base_url!r} is not http(s)://host:port")
         self.host = parts.hostname
-        self.port = parts.port or 80
+        secure = parts.scheme == "https"
+        self.port = parts.port or (443 if secure else 80)
+        # https: the peer's certificate is checked (and ours shown, for mutual TLS)
+        self.tls = (tls or ssl.create_default_context()) if secure else None
         self.prefix = parts.path.rstrip("/")
         self.timeout = timeout
         host_header = f"Host: {self.host}:{self.port}\r\n"
@@ -71,7 +81,12 @@ class PeerHttp:
                 return await self._on(connection, request)
             except _NoAnswer:
                 continue
-        connection = await asyncio.open_connection(self.host, self.port)
+        if self.tls is None:
+            connection = await asyncio.open_connection(self.host, self.port)
+        else:
+            connection = await asyncio.open_connection(
+                self.host, self.port, ssl=self.tls, server_hostname=self.host
+            )
         return await self._on(connection, request)
 
     async def _on(self, connection: _Connection, request: bytes) -> tuple[int, bytes]:

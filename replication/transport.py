@@ -16,6 +16,7 @@ import hmac
 import json
 import os
 import random
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,7 @@ class HttpTransport:
         faults: FaultRules,
         snapshot_chunk_bytes: int = SNAPSHOT_CHUNK,
         cluster_id: str = "",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.node_id = node_id
         self.snapshot_chunk_bytes = snapshot_chunk_bytes
@@ -84,9 +86,13 @@ class HttpTransport:
         headers = {CLUSTER_HEADER: cluster_id, "X-Shoal-From": node_id}
         if secret:
             headers[SECRET_HEADER] = secret
-        self._headers, self._timeout = headers, timeout
-        self._peers = {peer: PeerHttp(url, headers, timeout) for peer, url in peer_urls.items()}
-        self._snapshot_client = httpx.AsyncClient(headers=headers, timeout=SNAPSHOT_CHUNK_SECONDS)
+        self._headers, self._timeout, self._tls = headers, timeout, tls
+        self._peers = {
+            peer: PeerHttp(url, headers, timeout, tls) for peer, url in peer_urls.items()
+        }
+        self._snapshot_client = httpx.AsyncClient(
+            headers=headers, timeout=SNAPSHOT_CHUNK_SECONDS, verify=tls or True
+        )
 
     def set_peers(self, peer_urls: dict[str, str]) -> None:
         """Talk to these peers from now on (the member list changed)."""
@@ -95,7 +101,7 @@ class HttpTransport:
             asyncio.ensure_future(client.close())  # noqa: RUF006 - nothing to wait for
         for peer, url in peer_urls.items():
             if peer not in self._peers or self.peer_urls.get(peer) != url:
-                self._peers[peer] = PeerHttp(url, self._headers, self._timeout)
+                self._peers[peer] = PeerHttp(url, self._headers, self._timeout, self._tls)
         self.peer_urls = dict(peer_urls)
 
     def _url(self, peer: str) -> str:

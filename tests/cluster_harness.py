@@ -25,6 +25,7 @@ class ClusterViews:
 
     nodes: Mapping[str, Any]
     api_headers: Mapping[str, str] = {}  # the API key, when the nodes ask for one
+    verify: Any = True  # how the nodes' certificates are checked, over https
 
     def running(self) -> list[str]:
         raise NotImplementedError
@@ -37,7 +38,7 @@ class ClusterViews:
         query = "?digest=now" if digest_now else ""
         try:
             response = httpx.get(f"{node.url}/cluster{query}", timeout=timeout,
-                                 headers=dict(self.api_headers))  # fmt: skip
+                                 headers=dict(self.api_headers), verify=self.verify)  # fmt: skip
         except httpx.HTTPError:
             return None
         return response.json() if response.status_code == 200 else None
@@ -86,11 +87,15 @@ class ClusterProcesses(ClusterViews):
         election_timeout: float = 1.0,
         env: dict[str, str] | None = None,
         names: list[str] | None = None,
+        scheme: str = "http",
+        verify: Any = True,
     ):
         self.root = root
+        self.verify = verify
         names = names or [f"n{i + 1}" for i in range(size)]
         ports = {name: free_port() for name in names[:size]}
-        self.peers = ",".join(f"{node}=http://127.0.0.1:{port}" for node, port in ports.items())
+        self.peers = ",".join(f"{node}={scheme}://127.0.0.1:{port}"
+                              for node, port in ports.items())  # fmt: skip
         self.nodes: dict[str, NodeProcess] = {}
         for node_id, port in ports.items():
             node = NodeProcess(
@@ -98,7 +103,7 @@ class ClusterProcesses(ClusterViews):
                 env={"SHOAL_CLUSTER_SECRET": SECRET, "SHOAL_FAULT_INJECTION": "1",
                      "SHOAL_ELECTION_TIMEOUT": str(election_timeout), **(env or {})},
             )  # fmt: skip
-            node.port = port
+            node.port, node.scheme, node.verify = port, scheme, verify
             self.nodes[node_id] = node
 
     # ------------------------------------------------------------ lifecycle

@@ -36,6 +36,8 @@ class NodeProcess:
         self.env = env or {}
         self.port = free_port()
         self.host = "127.0.0.1"
+        self.scheme = "http"
+        self.verify: Any = True  # how the test's own requests check the node's certificate
         self.wrapper: list[str] = []  # e.g. ip netns exec NAME: where the node runs
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-{node_id}.log"
@@ -43,7 +45,7 @@ class NodeProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -51,7 +53,7 @@ class NodeProcess:
         return self.process.pid
 
     def client(self, timeout: float = 30.0) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout)
+        return httpx.Client(base_url=self.url, timeout=timeout, verify=self.verify)
 
     def start(self, wait: bool = True, timeout: float = 60.0) -> NodeProcess:
         command = [
@@ -77,7 +79,8 @@ class NodeProcess:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"node exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.url + "/ready", timeout=1.0).status_code == 200:
+                ready = httpx.get(self.url + "/ready", timeout=1.0, verify=self.verify)
+                if ready.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -119,7 +122,7 @@ class NodeProcess:
             return ""
 
     def cluster(self) -> dict[str, Any]:
-        response = httpx.get(self.url + "/cluster", timeout=30)
+        response = httpx.get(self.url + "/cluster", timeout=30, verify=self.verify)
         response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result

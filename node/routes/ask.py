@@ -31,6 +31,7 @@ def _questions(request: Request) -> Questions:
 @router.post("/libraries/{library_id}/ask", status_code=status.HTTP_202_ACCEPTED)
 async def ask(library_id: str, body: AskRequest, request: Request, service: ServiceDep) -> Any:
     service.get_library(library_id)  # 404 now rather than inside the workflow
+    service.check_text_queries(library_id)  # and 422 for a question it cannot answer
     workflow_id = await _questions(request).start(library_id, body.question, body.k,
                                                   body.workflow_id)  # fmt: skip
     return JSONResponse(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -15,7 +16,7 @@ from shoal_client import _calls as calls
 from shoal_client._client import _body, _headers
 from shoal_client._errors import Conflict, ShoalError
 from shoal_client._models import Answer, Chunk, Document, Library, NodeStatus, QueryResult
-from shoal_client._protocol import Call, ClusterState, Decision
+from shoal_client._protocol import Call, ClusterState, Decision, tls_verify
 from shoal_client._wire import decode
 
 
@@ -29,9 +30,12 @@ class AsyncClient:
         api_key: str | None = None,
         timeout: float = 30.0,
         max_attempts: int = 20,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         self._state = ClusterState.from_urls(urls, api_key, max_attempts)
-        self._http = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._http = httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False, verify=tls_verify(verify)
+        )
 
     async def close(self) -> None:
         await self._http.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ssl
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -14,7 +15,7 @@ import httpx
 from shoal_client import _calls as calls
 from shoal_client._errors import Conflict, ShoalError
 from shoal_client._models import Answer, Chunk, Document, Library, NodeStatus, QueryResult
-from shoal_client._protocol import Call, ClusterState, Decision
+from shoal_client._protocol import Call, ClusterState, Decision, tls_verify
 from shoal_client._wire import decode
 
 
@@ -24,7 +25,9 @@ class Client:
 
     It finds the leader for writes, follows redirects, spreads reads over the
     followers, retries across a failover with one Idempotency-Key per write,
-    and always reads its own writes.
+    and always reads its own writes. ``verify``: how servers' certificates
+    are checked over https (a CA bundle's path, an SSLContext, or True for
+    the system's CAs and ``SSL_CERT_FILE``).
     """
 
     def __init__(
@@ -34,9 +37,12 @@ class Client:
         api_key: str | None = None,
         timeout: float = 30.0,
         max_attempts: int = 20,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         self._state = ClusterState.from_urls(urls, api_key, max_attempts)
-        self._http = httpx.Client(timeout=timeout, follow_redirects=False)
+        self._http = httpx.Client(
+            timeout=timeout, follow_redirects=False, verify=tls_verify(verify)
+        )
 
     def close(self) -> None:
         self._http.close()

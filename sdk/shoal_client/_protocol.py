@@ -18,10 +18,11 @@
 from __future__ import annotations
 
 import random
+import ssl
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from shoal_client._errors import ConnectionFailed, ShoalError, error_for
 from shoal_client._wire import encode
@@ -225,8 +226,8 @@ class ClusterState:
         if status == 307:
             location = headers.get("location")
             leader_id = body.get("leader_id") if isinstance(body, dict) else None
-            if location:
-                parts = urlsplit(location)
+            if location:  # a relative one points at the node that answered
+                parts = urlsplit(urljoin(send.node + "/", location))
                 self.leader = self.url_of(leader_id, f"{parts.scheme}://{parts.netloc}")
             return Decision()
         if status < 400:
@@ -259,3 +260,11 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     except ValueError:  # a port that is not one
         return (scheme, "", -1)
     return (scheme, (parts.hostname or "").lower(), port)
+
+
+def tls_verify(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
+    """``verify`` as httpx takes it: a CA bundle's path becomes a context
+    that trusts it (``True``: the system's CAs, or ``SSL_CERT_FILE``)."""
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return verify

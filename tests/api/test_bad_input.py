@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -356,7 +357,13 @@ def test_text_makes_no_more_chunks_than_a_request_may_add(api: httpx.Client, lib
     text = " ".join(f"Sentence number {n} is here." for n in range(12_000))
     body = {"text": text, "chunk_size": 50, "chunk_overlap": 0}
     problem(api.post(f"/libraries/{lib['id']}/documents", json=body), 422,
-            "12000 chunks of at most 50 characters", "at most 10000 chunks")  # fmt: skip
+            "more than 10000 chunks of at most 50 characters", "at most 10000 chunks")  # fmt: skip
+    # the largest text allowed, one sentence: refused without splitting it all
+    started = time.monotonic()
+    huge = {"text": "a " * 5_000_000, "chunk_size": 50, "chunk_overlap": 0}
+    problem(api.post(f"/libraries/{lib['id']}/documents", json=huge), 422,
+            "more than 10000 chunks")  # fmt: skip
+    assert time.monotonic() - started < 5.0
     info = api.get(f"/libraries/{lib['id']}").json()
     assert info["document_count"] == 0 and info["chunk_count"] == 0
 
@@ -382,6 +389,8 @@ def test_a_cursor_from_another_document(api: httpx.Client, lib3: str) -> None:
         {"field": "page_number", "op": "lte", "value": -(2**70)},
         {"field": "chunk_index", "op": "in", "value": [1, 2**64]},
         {"field": "page_number", "op": "eq", "value": 2**63},
+        {"field": "page_number", "op": "ne", "value": 10**400},  # beyond any float
+        {"field": "chunk_index", "op": "nin", "value": [-(10**4000)]},  # 4,001 digits
     ],
 )
 def test_filter_numbers_a_number_field_cannot_hold(
@@ -389,7 +398,7 @@ def test_filter_numbers_a_number_field_cannot_hold(
 ) -> None:
     response = api.post(f"/libraries/{lib3}/query",
                         json={"query_embedding": [1, 2, 3], "filters": where})  # fmt: skip
-    problem(response, 422, "beyond what a number field holds", "2**63")
+    problem(response, 422, "bits is beyond what a number field holds", "2**63")
 
 
 def test_session_reads_of_an_index_no_write_could_have_given(api: httpx.Client) -> None:
@@ -405,7 +414,8 @@ def test_a_trailing_slash_redirects_to_a_relative_location(api: httpx.Client) ->
     assert listed.headers["Location"] == "/libraries?limit=1"
     assert listed.headers["X-Shoal-Node"]
     host, port = api.base_url.host, api.base_url.port
-    for odd, where in (("//elsewhere.test/", "/elsewhere.test"), ("/libraries//", "/libraries")):
+    for odd, where in (("//elsewhere.test/", "/elsewhere.test"), ("/libraries//", "/libraries"),
+                       ("/\\elsewhere.test/", "/elsewhere.test")):  # fmt: skip
         connection = http.client.HTTPConnection(host, port, timeout=10)
         try:
             connection.request("GET", odd)  # as sent: no client rewrites the path
@@ -420,6 +430,9 @@ def test_text_queries_against_vectors_no_model_here_made(api: httpx.Client, lib3
     hashing one, which nobody runs elsewhere: the scores would mean nothing."""
     response = api.post(f"/libraries/{lib3}/query", json={"query_text": "seed"})
     problem(response, 422, "holds only embeddings sent with its chunks", "query_embedding")
+    # a question's worker would embed it the same way
+    asked = api.post(f"/libraries/{lib3}/ask", json={"question": "what is the seed?"})
+    problem(asked, 422, "holds only embeddings sent with its chunks")
     # once the library holds text the node embedded, text queries are answered
     documents = f"/libraries/{lib3}/documents"
     made = api.post(documents, json={"chunks": [{"text": "embedded here"}]})

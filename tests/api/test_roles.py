@@ -94,13 +94,17 @@ def test_keys_are_rotated_with_sighup_and_a_broken_file_keeps_the_old_ones(
         _problem(api.get("/libraries", headers=_as(READ)), 401, "not valid")
         # --api-key stays the admin's across reloads
         assert api.post("/admin/snapshot", headers=_as(ADMIN)).status_code == 200
-        keys.write_text("[{not json")
-        os.kill(node.pid, signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while "keys not reloaded" not in node.log():
-            assert time.monotonic() < deadline, node.log()
-            time.sleep(0.05)
-        assert api.get("/libraries", headers=_as(fresh)).status_code == 200
+        # a broken file, or an empty one (revoking everyone would open the
+        # node to anyone), leaves the keys in force
+        for n, broken in enumerate(["[{not json", "[]"], start=1):
+            keys.write_text(broken)
+            os.kill(node.pid, signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while node.log().count("keys not reloaded") < n:
+                assert time.monotonic() < deadline, node.log()
+                time.sleep(0.05)
+            assert api.get("/libraries", headers=_as(fresh)).status_code == 200
+            _problem(api.get("/libraries"), 401, "requires an API key")
         assert node.process is not None and node.process.poll() is None
 
 
@@ -122,6 +126,23 @@ def test_serving_beyond_loopback_with_no_key_is_refused(tmp_path: Path) -> None:
     broken.write_text(json.dumps([{"key": "short", "role": "read"}]))
     bad = _serve("--keys-file", str(broken), "--data", str(tmp_path / "d"))
     assert bad.returncode == 2 and "at least 16 printable characters" in bad.stderr
+    broken.write_text("[]")  # a keys file that asks for a key no one has is not no key
+    empty = _serve("--host", "0.0.0.0", "--keys-file", str(broken), "--data", str(tmp_path / "d"))
+    assert empty.returncode == 2 and "holds no keys" in empty.stderr
+
+
+def test_a_node_joins_a_cluster_that_asks_for_keys(
+    start_node: Callable[..., NodeProcess], tmp_path: Path
+) -> None:
+    """--join holds the cluster secret, not an API key: the membership levers
+    take the secret."""
+    secret = "join-secret-0123456789"
+    first = start_node("--api-key", ADMIN, env={"SHOAL_CLUSTER_SECRET": secret})
+    joining = start_node("--join", first.url, data=tmp_path / "joining", node_id="n2",
+                         env={"SHOAL_CLUSTER_SECRET": secret})  # fmt: skip
+    with joining.client() as api:
+        view = api.get("/cluster", headers=_as(ADMIN)).json()
+    assert view["role"] == "learner" and {m["id"] for m in view["members"]} == {"n1", "n2"}
 
 
 @pytest.mark.parametrize(
@@ -130,13 +151,16 @@ def test_serving_beyond_loopback_with_no_key_is_refused(tmp_path: Path) -> None:
         ("GET", "/health", None), ("GET", "/metrics", None), ("POST", "/_cluster/raft", None),
         ("GET", "/cluster", Role.READ), ("GET", "/libraries/l/documents", Role.READ),
         ("POST", "/libraries/l/query", Role.READ), ("POST", "/libraries/l/ask", Role.READ),
-        ("GET", "/queries/w", Role.READ), ("POST", "/queries/w/cancel", Role.WRITE),
+        ("GET", "/queries/w", Role.READ), ("POST", "/queries/w/cancel", Role.READ),
+        ("GET", "/health/", None), ("POST", "/admin/members", None),
+        ("POST", "/admin/members/n4/promote", None), ("DELETE", "/admin/members/n4", None),
+        ("POST", "/admin/leadership", None), ("POST", "/admin/snapshot", Role.ADMIN),
         ("POST", "/libraries", Role.WRITE), ("PATCH", "/libraries/l", Role.WRITE),
         ("POST", "/libraries/l/documents", Role.WRITE),
         ("DELETE", "/libraries/l/documents/d", Role.WRITE),
         ("DELETE", "/libraries/l/chunks/c", Role.WRITE),
         ("DELETE", "/libraries/l", Role.ADMIN), ("POST", "/admin/backup", Role.ADMIN),
-        ("POST", "/admin/members", Role.ADMIN), ("GET", "/admin/anything", Role.ADMIN),
+        ("GET", "/admin/anything", Role.ADMIN), ("POST", "/admin/membersx", Role.ADMIN),
     ],
 )  # fmt: skip
 def test_the_role_each_request_needs(method: str, path: str, role: Role | None) -> None:

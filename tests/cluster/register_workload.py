@@ -96,7 +96,8 @@ class RegisterWorkload:
         n = 0
         # One connection pool per client, as a real client keeps: a new httpx
         # client per request spends more CPU on TLS setup than the request.
-        with httpx.Client(timeout=self.timeout) as http:
+        headers = dict(getattr(self.cluster, "api_headers", {}))
+        with httpx.Client(timeout=self.timeout, headers=headers) as http:
             while not self._stop.is_set():
                 key = rng.choice(self.keys)
                 node = self.cluster.nodes.get(target)

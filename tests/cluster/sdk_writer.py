@@ -12,10 +12,12 @@ class SdkWriter:
     gives them); remembers every document it was told is stored, and every
     write the SDK gave up on (after its own retries)."""
 
-    def __init__(self, urls: str, library_name: str, timeout: float = 5.0) -> None:
+    def __init__(
+        self, urls: str, library_name: str, timeout: float = 5.0, api_key: str | None = None
+    ) -> None:
         from shoal_client import Client
 
-        self.client = Client(urls, timeout=timeout)
+        self.client = Client(urls, timeout=timeout, api_key=api_key)
         self.library = self.client.create_library(library_name, dimension=3).id
         self.acknowledged: set[str] = set()
         self.failures: list[str] = []

@@ -35,7 +35,7 @@ def run_drill(cluster: ComposeCluster, fault: Callable[[], float], seed: int) ->
     keys = make_registers(cluster, 3, prefix=f"register-{seed}")  # type: ignore[arg-type]
     monitor = LeaderMonitor(cluster).start()  # type: ignore[arg-type]
     workload = RegisterWorkload(cluster, keys, clients=3, seed=seed).start()  # type: ignore[arg-type]
-    writer = SdkWriter(cluster.urls, f"sdk-writes-{seed}").start()
+    writer = SdkWriter(cluster.urls, f"sdk-writes-{seed}", api_key=cluster.api_key).start()
     try:
         try:
             time.sleep(2.0)

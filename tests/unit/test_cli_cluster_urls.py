@@ -12,16 +12,20 @@ INSIDE = {"n1": "http://n1:7700", "n2": "http://n2:7700"}
 GIVEN = {"n1": "http://127.0.0.1:7701", "n2": "http://127.0.0.1:7702"}
 
 
-def answering(leader: str, down: tuple[str, ...] = ()) -> httpx.Client:
+def answering(leader: str, down: tuple[str, ...] = (), leader_url: str | None = None,
+              asked: list[str] | None = None) -> httpx.Client:  # fmt: skip
     by_port = {url.rsplit(":", 1)[1]: node for node, url in GIVEN.items()}
 
     def handle(request: httpx.Request) -> httpx.Response:
-        node = by_port[str(request.url.port)]
-        if node in down:
+        if asked is not None:
+            asked.append(str(request.url))
+        node = by_port.get(str(request.url.port))
+        if node is None or node in down:
             raise httpx.ConnectError("refused", request=request)
         return httpx.Response(200, json={
             "node_id": node, "term": 3, "role": "leader" if node == leader else "follower",
-            "leader_id": leader, "leader_url": INSIDE[leader],
+            "leader_id": leader, "leader_url": leader_url or INSIDE[leader],
+            "members": [{"id": n, "url": url, "voter": True} for n, url in INSIDE.items()],
         })  # fmt: skip
 
     return httpx.Client(transport=httpx.MockTransport(handle))
@@ -35,6 +39,22 @@ def test_the_leader_is_reached_by_the_given_url() -> None:
 def test_a_leader_not_among_the_given_urls_is_reached_by_its_own() -> None:
     with answering("n2", down=("n2",)) as http:
         assert _leader_url(http, list(GIVEN.values())) == INSIDE["n2"]
+
+
+def test_a_leader_url_no_given_node_lists_as_a_member_is_never_contacted() -> None:
+    """The commands carry the cluster secret and the API key."""
+    asked: list[str] = []
+    refused = pytest.raises(ClusterCommandFailed, match="http://evil.test:80, which is neither")
+    with answering("n9", leader_url="http://evil.test:80", asked=asked) as http, refused:
+        _leader_url(http, list(GIVEN.values()))
+    assert asked and all("evil" not in url for url in asked)
+
+
+def test_given_https_the_leader_is_not_reached_over_http() -> None:
+    secure = {node: url.replace("http://", "https://") for node, url in GIVEN.items()}
+    with answering("n2", down=("n2",)) as http, pytest.raises(ClusterCommandFailed,
+                                                             match="downgrade"):  # fmt: skip
+        _leader_url(http, list(secure.values()))
 
 
 def test_no_answer_is_a_sentence() -> None:

@@ -176,3 +176,13 @@ def test_given_https_no_url_is_reached_over_plain_http() -> None:
     assert not state.trusts("http://db.example:7700")  # not even the user's host
     assert state.trusts("https://n3.example:7700")
     assert all(url.startswith("https://") for url in state.nodes)
+
+
+def test_a_relative_redirect_points_at_the_node_that_answered() -> None:
+    state = ClusterState.from_urls("http://a:7700", "k", 5)
+    state.leader = "http://a:7700"
+    call = Call("POST", "/libraries", {"name": "x"}, write=True)
+    send = state.plan(call)
+    assert send is not None
+    state.after_response(send, call, 0, 307, {"location": "/libraries"}, None)
+    assert state.leader == "http://a:7700" and state.refused is None

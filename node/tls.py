@@ -1,0 +1,72 @@
+"""TLS for clients and between nodes (``--tls-cert``, ``--tls-key``, ``--peer-ca``).
+
+- With a certificate and key, the node serves HTTPS.
+- With ``--peer-ca`` too, node-to-node traffic is mutual TLS: the node
+  presents its own certificate when it calls a peer and checks the peer's
+  against that CA; requests to ``/_cluster/*`` must come with a client
+  certificate the CA signed (clients of the API need none), so the
+  cluster secret never crosses the wire in clear and a peer without one is
+  refused before any secret is checked.
+
+See docs/security.md for making a CA and certificates with openssl.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any
+
+PEER_CERT_KEY = "shoal.peer_certificate"  # the request scope's mark (see PeerCertProtocol)
+
+
+def peer_context(cert: Path | None, key: Path | None, peer_ca: Path | None) -> ssl.SSLContext:
+    """How this node calls its peers over https: their certificates checked
+    against ``peer_ca`` (the system's CAs without one), ours presented."""
+    context = ssl.create_default_context(cafile=str(peer_ca) if peer_ca else None)
+    if cert is not None and key is not None:
+        context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+def server_options(cert: Path | None, key: Path | None, peer_ca: Path | None) -> dict[str, Any]:
+    """uvicorn's TLS options: none without a certificate."""
+    if cert is None or key is None:
+        return {}
+    options: dict[str, Any] = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    if peer_ca is not None:
+        # Optional for the API's clients; a certificate offered is checked.
+        options |= {"ssl_ca_certs": str(peer_ca), "ssl_cert_reqs": ssl.CERT_OPTIONAL}
+    return options
+
+
+def check_files(cert: Path | None, key: Path | None, peer_ca: Path | None) -> str | None:
+    """Why these files cannot serve TLS (None: they can)."""
+    if (cert is None) != (key is None):
+        return "--tls-cert and --tls-key go together"
+    if peer_ca is not None and cert is None:
+        return "--peer-ca needs --tls-cert and --tls-key: a node shows its peers its certificate"
+    if cert is None or key is None:
+        return None
+    try:
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server.load_cert_chain(str(cert), str(key))
+        if peer_ca is not None:
+            server.load_verify_locations(cafile=str(peer_ca))
+    except (OSError, ssl.SSLError) as exc:
+        return f"the TLS files cannot be used: {exc}"
+    return None
+
+
+def peer_cert_protocol() -> type:
+    """uvicorn's HTTP protocol, marking each request's scope with whether the
+    connection came with a client certificate (the handshake checked it
+    against --peer-ca). uvicorn does not offer the ASGI TLS extension."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class PeerCertProtocol(HttpToolsProtocol):
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self.scope[PEER_CERT_KEY] = bool(self.transport.get_extra_info("peercert"))  # type: ignore[literal-required]
+
+    return PeerCertProtocol
