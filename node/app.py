@@ -19,6 +19,7 @@ from node.embeddings import EmbeddingRegistry, build_registry
 from node.engine import DataDirInUse, Engine
 from node.fast_routes import FastRoutes
 from node.keys import KeySource
+from node.limits import Admission
 from node.metrics import NodeMetrics
 from node.middleware import NodeMiddleware
 from node.problems import install_error_handlers
@@ -116,6 +117,11 @@ def create_app(
         "max_body_bytes": settings.max_body_bytes,
         "keys": keys,
         "require_peer_cert": settings.peer_ca is not None,
+        "admission": Admission(
+            settings.rate_limit,
+            settings.rate_burst or 2 * settings.rate_limit,
+            settings.max_writes_in_flight,
+        ),  # fmt: skip
         "fast_routes": {("POST", raft_endpoint.PATH): functools.partial(raft_post, engine)},
         "json_routes": FastRoutes(service),
     }

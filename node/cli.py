@@ -41,6 +41,8 @@ SERVE_FLAGS: dict[str, str] = {
     "api_key": "api_key",
     "keys_file": "keys_file",
     "insecure": "insecure",
+    "rate_limit": "rate_limit",
+    "max_writes_in_flight": "max_writes_in_flight",
     "tls_cert": "tls_cert",
     "tls_key": "tls_key",
     "peer_ca": "peer_ca",
@@ -87,6 +89,18 @@ def _serve_parser(commands: Any) -> None:
         "--keys-file",
         help="a JSON list of {key|sha256, role} (read, write or "
         "admin), read again on SIGHUP [SHOAL_KEYS_FILE]",
+    )
+    serve.add_argument(
+        "--rate-limit",
+        type=float,
+        help="requests a second per client (its "
+        "API key, or its address); more get 429 [SHOAL_RATE_LIMIT, default none]",
+    )
+    serve.add_argument(
+        "--max-writes-in-flight",
+        type=int,
+        help="writes this node holds at "
+        "once; more get 429 [SHOAL_MAX_WRITES_IN_FLIGHT, default 4096]",
     )
     serve.add_argument("--tls-cert", help="serve HTTPS with this certificate [SHOAL_TLS_CERT]")
     serve.add_argument("--tls-key", help="the certificate's private key (PEM) [SHOAL_TLS_KEY]")

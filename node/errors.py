@@ -118,6 +118,16 @@ class Unavailable(ShoalError):
         self.headers["Retry-After"] = str(retry_after)
 
 
+class TooManyRequests(ShoalError):
+    status = 429
+    slug = "too-many-requests"
+    title = "Too many requests; slow down"
+
+    def __init__(self, detail: str, retry_after: int = 1, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["Retry-After"] = str(retry_after)
+
+
 class NotLeaderError(ShoalError):
     """Writes (and linearizable reads) go to the leader: answered 307."""
 

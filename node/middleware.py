@@ -22,11 +22,13 @@ from node.errors import (
     PeerCertificateMissing,
     RoleTooLow,
     ShoalError,
+    TooManyRequests,
     Unauthorized,
 )
 from node.fast_routes import FastRoutes
 from node.idempotency import MAX_KEY, fingerprint, request_fingerprint, request_key, valid_key
-from node.keys import KeySource
+from node.keys import KeySource, Role, digest
+from node.limits import Admission
 from node.metrics import NodeMetrics
 from node.problems import UNEXPECTED
 from node.tls import PEER_CERT_KEY
@@ -61,6 +63,7 @@ class NodeMiddleware:
         max_body_bytes: int,
         keys: KeySource,
         require_peer_cert: bool = False,
+        admission: Admission | None = None,
         fast_routes: dict[tuple[str, str], FastRoute] | None = None,
         json_routes: FastRoutes | None = None,
     ) -> None:
@@ -72,6 +75,7 @@ class NodeMiddleware:
         self.max_body_bytes = max_body_bytes
         self.keys = keys
         self.require_peer_cert = require_peer_cert
+        self.admission = admission or Admission(0, 1, 1 << 30)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -96,12 +100,18 @@ class NodeMiddleware:
         key = dict(scope.get("headers") or []).get(b"idempotency-key")
         token = request_key.set(key.decode(errors="replace") if key is not None else None)
         printed = request_fingerprint.set(None)
+        admitted_write = False
         try:
             refusal = self._refusal(scope)
             if refusal is None and key is not None and not valid_key(request_key.get() or ""):
                 refusal = InvalidRequest(
                     f"Idempotency-Key must be 1 to {MAX_KEY} printable characters"
                 )
+            if refusal is None:
+                try:
+                    admitted_write = self._admit(scope)
+                except TooManyRequests as limited:
+                    refusal = limited
             method = scope.get("method", "")
             fast = self.fast_routes.get((method, scope["path"]))
             routes = self.json_routes
@@ -140,6 +150,8 @@ class NodeMiddleware:
                 scope["path"],
             )
         finally:
+            if admitted_write:
+                self.admission.write_done()
             request_key.reset(token)
             request_fingerprint.reset(printed)
             if label is None:
@@ -167,6 +179,22 @@ class NodeMiddleware:
                 raise  # part of an answer went out: only closing the connection tells
             log.exception("unexpected error on %s %s", scope.get("method"), scope["path"])
             await _send_problem(send, ShoalError(UNEXPECTED), scope["path"])
+
+    def _admit(self, scope: Scope) -> bool:
+        """Let the request in under the limits (node.limits); True for a
+        write, which holds a place until it is answered."""
+        method, path = scope.get("method", ""), scope["path"]
+        needed = needed_role(method, path)
+        if needed is None:
+            return False  # probes, peers and the cluster levers
+        headers = dict(scope.get("headers") or [])
+        offered = headers.get(b"x-api-key") or headers.get(b"authorization")
+        client = digest(offered.decode(errors="replace")).hex() if offered else (
+            "address " + str((scope.get("client") or ("?",))[0])
+        )  # fmt: skip
+        write = needed is not Role.READ and method not in ("GET", "HEAD")
+        self.admission.admit(client, write)
+        return write
 
     def _refusal(self, scope: Scope) -> ShoalError | None:
         peer_path = scope["path"].startswith("/_cluster/")

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     insecure: bool = False
     # HTTPS with this certificate and key; with peer_ca, node-to-node traffic
     # is mutual TLS (node.tls).
+    # Admission (node.limits): requests a second per client (API key, or
+    # address without one; 0: no limit), its bursts (0: twice the rate), and
+    # the writes a node holds at once.
+    rate_limit: float = Field(0.0, ge=0)
+    rate_burst: float = Field(0.0, ge=0)
+    max_writes_in_flight: int = Field(4096, ge=1)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     peer_ca: Path | None = None

@@ -16,12 +16,14 @@ from shoal_client._errors import (
     Conflict,
     ConnectionFailed,
     FollowerBehind,
+    Forbidden,
     NoLeader,
     NotFound,
     OutcomeUnknown,
     PayloadTooLarge,
     ServiceUnavailable,
     ShoalError,
+    TooManyRequests,
     Unauthorized,
 )
 from shoal_client._models import (
@@ -47,6 +49,7 @@ __all__ = [
     "ConnectionFailed",
     "Document",
     "FollowerBehind",
+    "Forbidden",
     "Hit",
     "Library",
     "NoLeader",
@@ -59,5 +62,6 @@ __all__ = [
     "ServiceUnavailable",
     "ShoalError",
     "Source",
+    "TooManyRequests",
     "Unauthorized",
 ]

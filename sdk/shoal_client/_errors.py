@@ -5,9 +5,11 @@
     └── ApiError                  a node answered with a problem (status, type, detail)
         ├── BadRequest            400, 422: the request is wrong; nothing was written
         ├── Unauthorized          401: missing or wrong API key
+        ├── Forbidden             403: the key's role does not allow the request
         ├── NotFound              404
         ├── Conflict              409: a name or id is already in use
         ├── PayloadTooLarge       413
+        ├── TooManyRequests       429 after the client's waits and retries ran out
         └── ServiceUnavailable    503 after the client's retries ran out
             ├── NoLeader
             ├── OutcomeUnknown    the write may or may not be applied
@@ -46,6 +48,10 @@ class Unauthorized(ApiError):
     pass
 
 
+class Forbidden(ApiError):
+    pass
+
+
 class NotFound(ApiError):
     pass
 
@@ -55,6 +61,10 @@ class Conflict(ApiError):
 
 
 class PayloadTooLarge(ApiError):
+    pass
+
+
+class TooManyRequests(ApiError):
     pass
 
 
@@ -75,8 +85,8 @@ class FollowerBehind(ServiceUnavailable):
 
 
 _BY_STATUS: dict[int, type[ApiError]] = {
-    400: BadRequest, 422: BadRequest, 401: Unauthorized, 404: NotFound, 409: Conflict,
-    413: PayloadTooLarge,
+    400: BadRequest, 422: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound,
+    409: Conflict, 413: PayloadTooLarge, 429: TooManyRequests,
 }  # fmt: skip
 _BY_TYPE: dict[str, type[ApiError]] = {
     "no-leader": NoLeader,

@@ -235,6 +235,9 @@ class ClusterState:
                 self.last_index = max(self.last_index, int(headers["x-shoal-index"]))
             return Decision(done=True)
         problem = body if isinstance(body, dict) else {"detail": str(body)}
+        if status == 429 and attempt + 1 < self.max_attempts:
+            # The node sheds load (node.limits): wait as long as it asks.
+            return Decision(delay=_retry_after(headers.get("retry-after")))
         error = error_for(status, problem)
         kind = error.type.rsplit("/", 1)[-1]
         retryable = status >= 500 and (kind in RETRY_TYPES or not kind)
@@ -268,3 +271,11 @@ def tls_verify(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
     if isinstance(verify, str):
         return ssl.create_default_context(cafile=verify)
     return verify
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds to wait, from a Retry-After in seconds (at most 10)."""
+    try:
+        return min(10.0, max(0.0, float(value or 1)))
+    except ValueError:  # an HTTP date: not sent by Shoal
+        return 1.0

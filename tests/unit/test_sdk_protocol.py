@@ -186,3 +186,18 @@ def test_a_relative_redirect_points_at_the_node_that_answered() -> None:
     assert send is not None
     state.after_response(send, call, 0, 307, {"location": "/libraries"}, None)
     assert state.leader == "http://a:7700" and state.refused is None
+
+
+def test_a_node_shedding_load_is_waited_for_then_given_up_on() -> None:
+    from shoal_client import TooManyRequests
+
+    state = ClusterState.from_urls("http://a", None, 2)
+    state.leader = "http://a"
+    call = Call("POST", "/x", write=True)
+    send = state.plan(call)
+    assert send is not None
+    problem = {"type": "https://shoal.dev/problems/too-many-requests", "detail": "slow down"}
+    wait = state.after_response(send, call, 0, 429, {"retry-after": "3"}, problem)
+    assert wait.error is None and wait.delay == 3.0
+    last = state.after_response(send, call, 1, 429, {"retry-after": "3"}, problem)
+    assert isinstance(last.error, TooManyRequests) and "slow down" in str(last.error)
