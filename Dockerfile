@@ -42,6 +42,6 @@ RUN python -m indexes.warmup
 VOLUME ["/data"]
 EXPOSE 7700
 HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
-    CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('SHOAL_PORT', '7700'); sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/health', timeout=2).status == 200 else 1)"]
+    CMD ["python", "-c", "import os, ssl, sys, urllib.request; port = os.environ.get('SHOAL_PORT', '7700'); tls = bool(os.environ.get('SHOAL_TLS_CERT')); url = f\"{'https' if tls else 'http'}://127.0.0.1:{port}/health\"; sys.exit(0 if urllib.request.urlopen(url, timeout=2, context=ssl._create_unverified_context() if tls else None).status == 200 else 1)"]
 ENTRYPOINT ["shoal"]
 CMD ["serve"]

@@ -21,12 +21,17 @@ _LIBRARY = re.compile(r"/libraries/[^/]+")
 _SECRET_GUARDED = re.compile(r"/admin/members(/.*)?|/admin/leadership")
 
 
+def is_cluster_lever(path: str) -> bool:
+    """A membership or leadership route (guarded by the cluster secret)."""
+    return _SECRET_GUARDED.fullmatch(path.rstrip("/")) is not None
+
+
 def needed_role(method: str, path: str) -> Role | None:
     """The least role that may make this request; None: no key needed (the
     route itself asks for the cluster secret, or nothing)."""
     if path.rstrip("/") in OPEN_PATHS or path.startswith("/_cluster/"):
         return None
-    if _SECRET_GUARDED.fullmatch(path.rstrip("/")):
+    if is_cluster_lever(path):
         return None
     if path.startswith("/admin/") or path == "/admin":
         return Role.ADMIN

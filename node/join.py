@@ -6,6 +6,7 @@ import asyncio
 import logging
 import ssl
 import time
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -39,12 +40,15 @@ async def join_cluster(
     body = {"id": node_id, "url": own_url}
     deadline = time.monotonic() + JOIN_SECONDS
     last = "no node answered"
-    async with httpx.AsyncClient(timeout=30.0, follow_redirects=True, verify=tls or True,
+    async with httpx.AsyncClient(timeout=30.0, verify=tls or True,
                                  headers={SECRET_HEADER: secret}) as http:  # fmt: skip
         while time.monotonic() < deadline:
             for url in urls:
                 try:
                     answer = await http.post(url.rstrip("/") + "/admin/members", json=body)
+                    leader = _same_scheme(url, answer)
+                    if leader is not None:  # a follower names the leader
+                        answer = await http.post(leader, json=body)
                 except httpx.HTTPError as exc:
                     last = f"{url}: {exc!r}"
                     continue
@@ -59,6 +63,16 @@ async def join_cluster(
             log.info("joining: %s; trying again", last)
             await asyncio.sleep(1.0)
     raise MembershipRefused(f"could not join within {JOIN_SECONDS:.0f} s: {last}")
+
+
+def _same_scheme(url: str, answer: httpx.Response) -> str | None:
+    """Where a 307 sends the join, if it keeps the scheme of ``url`` (the
+    request carries the cluster secret: never from https to http)."""
+    location = answer.headers.get("location")
+    if answer.status_code != 307 or not location:
+        return None
+    target = urljoin(url.rstrip("/") + "/", location)
+    return target if urlsplit(target).scheme == urlsplit(url).scheme else None
 
 
 def _kind(answer: httpx.Response) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from node.access import needed_role
+from node.access import is_cluster_lever, needed_role
 from node.errors import (
     InvalidRequest,
     PayloadTooLarge,
@@ -197,11 +197,16 @@ class NodeMiddleware:
         return write
 
     def _refusal(self, scope: Scope) -> ShoalError | None:
-        peer_path = scope["path"].startswith("/_cluster/")
-        if self.require_peer_cert and peer_path and not scope.get(PEER_CERT_KEY):
+        path, ring = scope["path"], self.keys.ring
+        # With mutual TLS the cluster secret alone is not enough: a peer also
+        # shows a certificate; an operator at the membership and leadership
+        # levers may show an admin key instead.
+        lever = is_cluster_lever(path)
+        unproven = self.require_peer_cert and not scope.get(PEER_CERT_KEY)
+        if unproven and (path.startswith("/_cluster/") or (lever and not ring.roles)):
             return PeerCertificateMissing(
                 "cluster endpoints take only connections with a peer certificate signed "
-                "by this cluster's --peer-ca"
+                "by this cluster's --peer-ca" + (" (or an admin API key)" if lever else "")
             )
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
@@ -210,9 +215,8 @@ class NodeMiddleware:
                 f"the request body has {int(length)} bytes; this node accepts at most "
                 f"{self.max_body_bytes} bytes per request; send fewer chunks per request"
             )
-        ring = self.keys.ring
-        method, path = scope.get("method", ""), scope["path"]
-        needed = needed_role(method, path)
+        method = scope.get("method", "")
+        needed = Role.ADMIN if unproven and lever else needed_role(method, path)
         if not ring.roles or needed is None:
             return None
         offered = headers.get(b"x-api-key", b"").decode(errors="replace")

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
             raise ValueError(f"peers must include this node ({self.node_id})")
         if len(urls) > 1 and not self.cluster_secret:
             raise ValueError("a cluster of several nodes needs a cluster secret")
+        if self.tls_cert is not None and any(u.startswith("http://") for u in urls.values()):
+            raise ValueError("with --tls-cert every peer URL must be https://: the nodes "
+                             "send the cluster secret and the log to each other")  # fmt: skip
         if self.heartbeat_interval * 3 > self.election_timeout:
             raise ValueError("heartbeat_interval must be under a third of election_timeout")
         return self

@@ -86,6 +86,9 @@ async def add_member(
     raft = _leader(request, engine, service)
     current = engine.configuration
     url = body.url.rstrip("/")
+    if engine.settings.tls_cert is not None and not url.startswith("https://"):
+        raise InvalidRequest(f"this cluster speaks TLS: give {body.id} an https:// URL (the "
+                             "leader would send it the cluster secret and the log)")  # fmt: skip
     for member in current.members:
         if member.id == body.id:
             if member.url == url and member.voter:

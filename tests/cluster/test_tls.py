@@ -82,6 +82,19 @@ def test_a_cluster_over_mutual_tls(
     refused = _raft_post(url, pki, None)
     assert refused.status_code == 403
     assert "peer certificate signed by this cluster's --peer-ca" in refused.json()["detail"]
+    # nor do the membership levers take the secret alone: no one gets to remove
+    # members, or add one at a plaintext URL, without a certificate
+    plain = ssl.create_default_context(cafile=ca)
+    removal = httpx.delete(url + "/admin/members/n3", headers=SECRET_HEADER, verify=plain,
+                           timeout=10)  # fmt: skip
+    assert removal.status_code == 403, removal.text
+    assert "(or an admin API key)" in removal.json()["detail"]
+    peer = ssl.create_default_context(cafile=ca)
+    peer.load_cert_chain(str(pki / "node.pem"), str(pki / "node.key"))
+    cleartext = httpx.post(url + "/admin/members", headers=SECRET_HEADER, verify=peer,
+                           json={"id": "n4", "url": "http://127.0.0.1:1"}, timeout=10)  # fmt: skip
+    assert cleartext.status_code == 422 and "https:// URL" in cleartext.json()["detail"]
+    assert {m["id"] for m in cluster.status(leader)["members"]} == set(cluster.nodes)  # type: ignore[index]
     # one with our CA's certificate reaches the Raft endpoint (garbage in: 400)
     assert _raft_post(url, pki, "node").status_code == 400
     # a certificate from another CA does not get past the handshake (in TLS
