@@ -176,8 +176,10 @@ def test_docker_stop_is_a_clean_exit_and_a_crashed_node_is_restarted_by_docker(
 def _inside(cluster: ComposeCluster, container: str, path: str) -> dict[str, Any] | None:
     """GET a path of the node in a container from inside it (replicas
     publish no port), or None while it does not answer."""
-    script = ("import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
-              f"'http://127.0.0.1:7700{path}', timeout=5).read().decode())")  # fmt: skip
+    # with the key the container itself was given
+    script = ("import os, sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
+              f"urllib.request.Request('http://127.0.0.1:7700{path}', headers={{'X-API-Key': "
+              "os.environ['SHOAL_API_KEY']}), timeout=5).read().decode())")  # fmt: skip
     done = run("docker", "exec", container, "python", "-c", script, check=False, timeout=30)
     return json.loads(done.stdout) if done.returncode == 0 else None
 
