@@ -308,11 +308,13 @@ class RaftNode:
         core = self.core
         if core is None or core.leader_id != sender or core.term != term:
             return
-        view = decode_view(text)
-        if view is None:
-            return
         kept = self.heard_view
-        if kept is None or kept[:2] != (sender, term) or view.seq > kept[3].seq:
+        newest = kept[3].seq if kept is not None and kept[:2] == (sender, term) else -1
+        seq = text.split(" ", 1)[0]
+        if seq.isascii() and seq.isdigit() and len(seq) < 19 and int(seq) <= newest:
+            return  # one summary rides on every append of a tick: read it once
+        view = decode_view(text)
+        if view is not None and view.seq > newest:
             self.heard_view = (sender, term, time.monotonic(), view)
 
     def _leader_view_headers(self) -> dict[str, str] | None:
