@@ -64,7 +64,8 @@ def test_a_cluster_over_mutual_tls(
     ca = str(pki / "cluster-ca.pem")
     cluster = make_cluster(
         3, "--tls-cert", str(pki / "node.pem"), "--tls-key", str(pki / "node.key"),
-        "--peer-ca", ca, scheme="https", verify=ssl.create_default_context(cafile=ca),
+        "--peer-ca", ca, "--segment-bytes", "4096", "--snapshot-every", "20",
+        scheme="https", verify=ssl.create_default_context(cafile=ca),
     )  # fmt: skip
     leader = cluster.leader()
     view = cluster.status(leader)
@@ -77,6 +78,7 @@ def test_a_cluster_over_mutual_tls(
         hits = client.query(library.id, query_embedding=[1, 0], k=1)
         assert [hit.text for hit in hits.results] == ["over tls"]
     cluster.converged()  # replicated over mutual TLS
+    _a_learner_joins_and_installs_a_snapshot_over_tls(cluster, pki, leader)
     url = cluster.nodes[leader].url
     # a caller with the secret but no peer certificate is refused before the secret counts
     refused = _raft_post(url, pki, None)
@@ -109,3 +111,34 @@ def test_a_cluster_over_mutual_tls(
     with Client(urls, verify=str(pki / "other-ca.pem"), max_attempts=2) as stranger, \
             pytest.raises(Exception, match="(?i)certificate|no node answered"):  # fmt: skip
         stranger.list_libraries().__next__()
+
+
+def _a_learner_joins_and_installs_a_snapshot_over_tls(
+    cluster: ClusterProcesses, pki: Path, leader: str
+) -> None:
+    """--join, then the snapshot transfer: both cross mutual TLS (the log it
+    needs was compacted away, so only a snapshot can bring it up to date)."""
+    from tests.cluster_harness import SECRET
+    from tests.harness import NodeProcess, free_port
+
+    with cluster.client(leader) as api:
+        for n in range(2):  # the second compacts the log behind the first
+            for m in range(30):  # a few 4 KiB segments' worth
+                made = api.post("/libraries", json={"name": f"before-snapshot-{n}-{m}"})
+                made.raise_for_status()
+            api.post("/admin/snapshot").raise_for_status()
+    view = cluster.status(leader)
+    assert view is not None
+    assert view["wal"]["first_index"] > 1, view["wal"]
+    tls = ["--tls-cert", str(pki / "node.pem"), "--tls-key", str(pki / "node.key"),
+           "--peer-ca", str(pki / "cluster-ca.pem")]  # fmt: skip
+    urls = ",".join(node.url for node in cluster.nodes.values())
+    learner = NodeProcess(cluster.root / "n4", "--join", urls, *tls, node_id="n4",
+                          env={"SHOAL_CLUSTER_SECRET": SECRET})  # fmt: skip
+    learner.port, learner.scheme, learner.verify = free_port(), "https", cluster.verify
+    cluster.nodes["n4"] = learner
+    learner.start(wait=True)
+    cluster.converged()
+    joined = cluster.status("n4")
+    assert joined is not None and joined["role"] == "learner"
+    assert joined["snapshot"] is not None and joined["snapshot"]["index"] > 1, joined
