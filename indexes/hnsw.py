@@ -283,17 +283,17 @@ class HnswIndex:
         ef = self.ef_search
         if params:
             ef = int(self.check_search_params(params).get("ef", ef))
-        vector = query_matrix(query, self.store.dim)[0]
-        square = float(np.einsum("i,i->", vector, vector))  # as _aux_for does
-        if self.metric is Metric.COSINE:
-            query_aux = 1.0 / np.sqrt(square) if square > 0 else 0.0
-        elif self.metric is Metric.L2:
-            query_aux = square
-        else:
-            query_aux = 0.0
+        vector = query
+        if not (  # what a REST query passes; anything else is checked and converted
+            type(query) is np.ndarray
+            and query.dtype == np.float32
+            and query.shape == (self.store.dim,)
+            and query.flags.c_contiguous
+        ):
+            vector = query_matrix(query, self.store.dim)[0]
         visited, tag = self._visited()
         ids, scores, self._local.tag = kernels.search_one(
-            self.store.buffer(), self.aux, self._mode, vector, query_aux, k, ef,
+            self.store.buffer(), self.aux, self._mode, vector, k, ef,
             self.links0, self.count0, self.upper_offset, self.upper_links, self.upper_count,
             self.deleted, visited, tag, self.entry, self.max_level,
         )  # fmt: skip

@@ -71,6 +71,29 @@ def test_recall_against_exact(kind: str, metric: str) -> None:
     )
 
 
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_one_query_answers_as_the_batch_does(kind: str, metric: str) -> None:
+    """``search`` (HNSW's single-call kernel computes the query's norm itself)
+    gives the batch's ids and the true scores, for queries far from unit
+    length and in any array form."""
+    data, queries = clustered(2000, 3), 7.5 * clustered(20, 4)
+    index = make(kind, metric)
+    index.add(np.arange(len(data)), data)
+    batch_ids, batch_scores = index.search_batch(queries, 10, **SEARCH[kind])
+    for query, ids, scores in zip(queries, batch_ids, batch_scores, strict=True):
+        for form in (query, query.astype(np.float64), query.tolist(), query[None, :]):
+            found, found_scores = index.search(form, 10, **SEARCH[kind])
+            np.testing.assert_array_equal(found, ids)
+            np.testing.assert_allclose(found_scores, scores, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(
+                found_scores,
+                true_scores(metric, data, query[None, :], found[None, :])[0],
+                rtol=1e-3,
+                atol=1e-3,
+            )
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_deletes_keep_recall_and_rows_can_return(kind: str) -> None:
     data = clustered(3000, 3)
