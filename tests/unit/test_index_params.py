@@ -86,6 +86,8 @@ BAD_SEARCH: list[tuple[str, dict[str, Any], str]] = [
     ("hnsw", {"ef": float("inf")}, "ef must be an integer"),
     ("hnsw", {"ef": 0}, "ef must be an integer"),
     ("hnsw", {"probes": 3}, "takes only ef"),
+    ("hnsw", {"ef": 8, "probes": 3}, "takes only ef"),
+    ("hnsw", {"ef": 10_001}, "ef must be an integer"),
     ("lsh", {"probes": 2.0}, "probes must be an integer"),
     ("lsh", {"probes": None}, "probes must be an integer"),
     ("lsh", {"probes": float("nan")}, "probes must be an integer"),
