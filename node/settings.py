@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     # A snapshot also once the log since the last one reaches this fraction of
     # its size: a restart replays at most that much (see Engine._snapshot_due).
     snapshot_log_ratio: float = Field(0.1, gt=0, le=100)
+    # A node whose applied index has not moved for this many seconds takes a
+    # snapshot of what it applied since its last one, so a restart after a
+    # burst of writes has little or nothing to replay (0: never).
+    snapshot_when_quiet: float = Field(2.0, ge=0, le=3600)
     segment_bytes: int = Field(64 << 20, ge=1 << 12)
     snapshot_chunk_bytes: int = Field(4 << 20, ge=1 << 12, le=32 << 20)
     max_body_bytes: int = Field(64 << 20, ge=1 << 10)

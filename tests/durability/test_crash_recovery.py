@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -154,7 +155,8 @@ def test_snapshot_and_replay_reach_the_pre_crash_digest(
     start_node: StartNode, tmp_path: Path, index_type: str
 ) -> None:
     data = tmp_path / "data"
-    env = {"SHOAL_SEGMENT_BYTES": str(16 * 1024)}
+    # No snapshot when the node goes quiet: this test wants a tail to replay.
+    env = {"SHOAL_SEGMENT_BYTES": str(16 * 1024), "SHOAL_SNAPSHOT_WHEN_QUIET": "0"}
     node = start_node("--snapshot-every", "40", data=data, env=env)
     library_id = new_library(node, index_type)
     ids = _write_docs(node, library_id, 120)
@@ -251,3 +253,52 @@ def test_a_restart_replays_a_short_log_next_to_the_state(
     # state after 40 entries ~10; replaying all 41 would mean no snapshot.
     assert recovery["replayed_entries"] <= 21, recovery
     assert status["state_digest"] == before
+
+
+def test_a_quiet_node_snapshots_its_tail_so_a_restart_replays_nothing(
+    start_node: StartNode, tmp_path: Path
+) -> None:
+    """A burst of ~1.2 MiB of vectors (below every other trigger: 10,000
+    entries, 256 MiB, and the 4 MiB least of the ratio trigger), then quiet:
+    the node snapshots the burst, and a kill -9 then replays no entry and
+    loses none."""
+    data = tmp_path / "data"
+    env = {"SHOAL_SNAPSHOT_WHEN_QUIET": "0.5"}
+    node = start_node("--fsync", "off", data=data, env=env)
+    rng = np.random.default_rng(11)
+    with node.client() as client:
+        library = {"name": "quiet", "dimension": 256, "index_type": "hnsw"}
+        library_id = client.post("/libraries", json=library).json()["id"]
+        for n in range(6):
+            vectors = rng.standard_normal((200, 256)).astype(np.float32)
+            chunks = [{"text": f"d{n}c{c}", "embedding": v.tolist()} for c, v in enumerate(vectors)]
+            created = client.post(f"/libraries/{library_id}/documents", json={"chunks": chunks})
+            assert created.status_code == 201, created.text
+    applied = node.cluster()["applied_index"]
+    wait_for(lambda: (node.cluster()["snapshot"] or {}).get("index") == applied, timeout=20)
+    digest = node.cluster()["state_digest"]
+    node.kill()
+
+    restarted = start_node(data=data, env=env)
+    status = restarted.cluster()
+    assert status["recovery"]["snapshot_index"] == applied, status["recovery"]
+    assert status["recovery"]["replayed_entries"] == 0, status["recovery"]
+    assert status["state_digest"] == digest
+
+
+def test_a_node_under_steady_writes_takes_no_quiet_snapshot(
+    start_node: StartNode, tmp_path: Path
+) -> None:
+    """Writes every 0.2 s keep a node with a 1 s quiet time from ever being
+    quiet: no snapshot comes (the other triggers are far away)."""
+    node = start_node("--fsync", "off", env={"SHOAL_SNAPSHOT_WHEN_QUIET": "1.0"})
+    rng = np.random.default_rng(12)
+    with node.client() as client:
+        library_id = client.post("/libraries", json={"name": "busy", "dimension": 256}).json()["id"]
+        for n in range(15):
+            vectors = rng.standard_normal((100, 256)).astype(np.float32)
+            chunks = [{"text": f"d{n}c{c}", "embedding": v.tolist()} for c, v in enumerate(vectors)]
+            created = client.post(f"/libraries/{library_id}/documents", json={"chunks": chunks})
+            assert created.status_code == 201, created.text
+            time.sleep(0.2)
+        assert node.cluster()["snapshot"] is None
