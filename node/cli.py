@@ -36,6 +36,7 @@ SERVE_FLAGS: dict[str, str] = {
     "advertise_url": "advertise_url",
     "fsync": "fsync",
     "snapshot_every": "snapshot_every_entries",
+    "snapshot_when_quiet": "snapshot_when_quiet",
     "max_body_bytes": "max_body_bytes",
     "segment_bytes": "segment_bytes",
     "api_key": "api_key",
@@ -73,6 +74,12 @@ def _serve_parser(commands: Any) -> None:
         "--snapshot-every",
         type=int,
         help="log entries between snapshots [SHOAL_SNAPSHOT_EVERY_ENTRIES, default 10000]",
+    )
+    serve.add_argument(
+        "--snapshot-when-quiet",
+        type=float,
+        help="seconds without a new applied entry after which a node snapshots what it "
+        "applied since its last snapshot; 0: never [SHOAL_SNAPSHOT_WHEN_QUIET, default 2]",
     )
     serve.add_argument("--max-body-bytes", type=int, help="largest accepted request body")
     serve.add_argument(
