@@ -31,6 +31,7 @@ from typing import IO, BinaryIO
 
 from indexes.warmup import warm_kernels
 from node.digest_cache import DigestCache
+from node.errors import NodeFailed
 from node.join import join_cluster
 from node.settings import Settings
 from node.snapshot_inbox import SnapshotInbox, TransferKey
@@ -44,6 +45,7 @@ from node.store.snapshot_codec import (
 )
 from node.store.state import StateMachine
 from node.tls import peer_context
+from replication.interfaces import NotAccepting
 from replication.membership import (
     ClusterStore,
     Configuration,
@@ -77,9 +79,11 @@ SNAPSHOT_MIN_LOG_BYTES = 4 << 20
 # The size-proportional trigger keeps snapshots to at most 1/this of the time.
 SNAPSHOT_DUTY_FACTOR = 4
 # A quiet node snapshots a log of at least this many bytes, or this share of
-# its state: a shorter log replays in a few milliseconds per MiB of state.
+# its state: replaying costs about 40 times what snapshotting costs per byte
+# (an HNSW insert per vector against a sequential write), so a log of 1/64 of
+# the state replays in about the time a snapshot of it would take.
 QUIET_SNAPSHOT_MIN_BYTES = 256 << 10
-QUIET_SNAPSHOT_STATE_SHARE = 1 / 256
+QUIET_SNAPSHOT_STATE_SHARE = 1 / 64
 # How long writes and reads in flight may still finish after SIGTERM.
 SHUTDOWN_GRACE_SECONDS = 2.0
 COMMIT_HINT = struct.Struct("<Q")
@@ -636,6 +640,8 @@ class Engine:
             with self.raft.applying_lock:
                 if self.state.applied_index != applied or self._closing:
                     return
+                if self.raft.applier_failed:  # the state may hold part of an entry
+                    return
                 self._snapshot_started = time.monotonic()
                 image = capture(self.state)
                 self._bytes_at_snapshot = self.log_store.bytes_written
@@ -679,7 +685,10 @@ class Engine:
                 keep_entries=self.settings.snapshot_every_entries,
                 keep_bytes=self.settings.snapshot_every_bytes,
             )
-            asyncio.run_coroutine_threadsafe(compacting, self._loop).result(timeout=60)
+            try:
+                asyncio.run_coroutine_threadsafe(compacting, self._loop).result(timeout=60)
+            except NotAccepting as exc:  # stopping or failed: the next start compacts
+                log.info("log not compacted after the snapshot at entry %d: %s", info.index, exc)
         log.info("snapshot at entry %d written in %.2fs", info.index,
                  time.perf_counter() - started)  # fmt: skip
         return info
@@ -689,12 +698,19 @@ class Engine:
         assert self.raft is not None
         with self._snapshot_running:
             with self.raft.applying_lock:
+                self._refuse_if_applier_failed()
                 self._snapshot_started = time.monotonic()
                 image = capture(self.state)
             self._bytes_at_snapshot = self.log_store.bytes_written
             if self.last_snapshot is not None and self.last_snapshot.index == image.index:
                 return self.last_snapshot
             return self._write_snapshot(image)
+
+    def _refuse_if_applier_failed(self) -> None:
+        assert self.raft is not None
+        if self.raft.applier_failed:
+            raise NodeFailed("this node's applier failed; its state may hold part of an entry, "
+                             "so it takes no snapshot")  # fmt: skip
 
     def snapshot_for_backup(self) -> tuple[SnapshotInfo, str, BinaryIO]:
         """A snapshot of the state as applied now (every applied entry is
@@ -704,6 +720,7 @@ class Engine:
         assert self.raft is not None
         with self._snapshot_running:
             with self.raft.applying_lock:
+                self._refuse_if_applier_failed()
                 self._snapshot_started = time.monotonic()
                 image = capture(self.state)
                 digest = self.digests.at(image.index) or state_digest(self.state)

@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_task_queue: str = "shoal-ask"
 
+    @field_validator("snapshot_when_quiet")
+    @classmethod
+    def _quiet_time_is_off_or_real(cls, value: float) -> float:
+        if 0 < value < 0.1:
+            raise ValueError("snapshot_when_quiet must be 0 (off) or at least 0.1 seconds")
+        return value
+
     @field_validator("api_key", "cluster_secret", "cohere_api_key", "temporal_address")
     @classmethod
     def _blank_means_none(cls, value: str | None) -> str | None:

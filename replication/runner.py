@@ -153,6 +153,11 @@ class RaftNode:
         self.stats = LogStats()
         self.core: RaftCore | None = None
         self.failure: str | None = None
+        # Set under applying_lock when an apply failed (the state may hold
+        # part of that entry): whoever takes the lock next must not read the
+        # state as of applied_index, e.g. to snapshot it.
+        self.applier_failed = False
+        self._stopped = False
         self.applied_index = applier.applied_index
         self._events: asyncio.Queue[Any] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -207,6 +212,7 @@ class RaftNode:
 
     async def stop(self) -> None:
         self._running = False
+        self._stopped = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -441,6 +447,8 @@ class RaftNode:
         """Run ``chore`` between batches, where the log may be touched."""
         if self.failure is not None:
             raise NotAccepting(self.failure)
+        if self._stopped:  # no loop will run it, and stop() answered those queued
+            raise NotAccepting("the node is stopping")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._events.put_nowait(_Chore(chore, future))
         return await future
@@ -728,6 +736,7 @@ class RaftNode:
                         outcome = self.applier.apply(entry, want_result=entry.index in wanted)
                     except Exception as exc:  # a bug: stop rather than diverge
                         assert self._loop is not None
+                        self.applier_failed = True
                         self._loop.call_soon_threadsafe(
                             self._fail, f"applying entry {entry.index}: {exc!r}"
                         )
@@ -809,7 +818,7 @@ class RaftNode:
             await self.wait_idle_applier()
             if self.failure is not None:
                 raise NotAccepting(self.failure)
-            await asyncio.to_thread(self.applying_lock.acquire)
+            await self._take_applying_lock()
             try:
                 commit(prepared)
             finally:
@@ -828,6 +837,22 @@ class RaftNode:
 
         installed: Message = await self.run_on_loop(chore)
         return installed
+
+    async def _take_applying_lock(self) -> None:
+        """Wait for the applier lock off the loop. If the wait is cancelled
+        (the node stops), a thread that gets the lock afterwards lets it go
+        again: otherwise whoever waits for it next (a snapshot, close())
+        would wait for ever."""
+        taking = asyncio.ensure_future(asyncio.to_thread(self.applying_lock.acquire))
+        try:
+            await asyncio.shield(taking)
+        except asyncio.CancelledError:
+            def release_if_taken(done: asyncio.Future[bool]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    self.applying_lock.release()
+
+            taking.add_done_callback(release_if_taken)
+            raise
 
     async def compact(self, index: int, keep_entries: int = 0, keep_bytes: int = 0) -> int:
         async def chore() -> int:

@@ -258,10 +258,11 @@ def test_a_restart_replays_a_short_log_next_to_the_state(
 def test_a_quiet_node_snapshots_its_tail_so_a_restart_replays_nothing(
     start_node: StartNode, tmp_path: Path
 ) -> None:
-    """A burst of ~1.2 MiB of vectors (below every other trigger: 10,000
+    """A burst of ~2.4 MiB of vectors (below every other trigger: 10,000
     entries, 256 MiB, and the 4 MiB least of the ratio trigger), then quiet:
     the node snapshots the burst, and a kill -9 then replays no entry and
-    loses none."""
+    loses none. Each document alone is past the quiet trigger's 256 KiB, so a
+    pause inside the burst cannot leave a last entry too short to snapshot."""
     data = tmp_path / "data"
     env = {"SHOAL_SNAPSHOT_WHEN_QUIET": "0.5"}
     node = start_node("--fsync", "off", data=data, env=env)
@@ -270,7 +271,7 @@ def test_a_quiet_node_snapshots_its_tail_so_a_restart_replays_nothing(
         library = {"name": "quiet", "dimension": 256, "index_type": "hnsw"}
         library_id = client.post("/libraries", json=library).json()["id"]
         for n in range(6):
-            vectors = rng.standard_normal((200, 256)).astype(np.float32)
+            vectors = rng.standard_normal((400, 256)).astype(np.float32)
             chunks = [{"text": f"d{n}c{c}", "embedding": v.tolist()} for c, v in enumerate(vectors)]
             created = client.post(f"/libraries/{library_id}/documents", json={"chunks": chunks})
             assert created.status_code == 201, created.text
@@ -289,13 +290,13 @@ def test_a_quiet_node_snapshots_its_tail_so_a_restart_replays_nothing(
 def test_a_node_under_steady_writes_takes_no_quiet_snapshot(
     start_node: StartNode, tmp_path: Path
 ) -> None:
-    """Writes every 0.2 s keep a node with a 1 s quiet time from ever being
-    quiet: no snapshot comes (the other triggers are far away)."""
-    node = start_node("--fsync", "off", env={"SHOAL_SNAPSHOT_WHEN_QUIET": "1.0"})
+    """Writes every 0.2 s for over 5 s keep a node with a 3 s quiet time from
+    ever being quiet: no snapshot comes (the other triggers are far away)."""
+    node = start_node("--fsync", "off", env={"SHOAL_SNAPSHOT_WHEN_QUIET": "3.0"})
     rng = np.random.default_rng(12)
     with node.client() as client:
         library_id = client.post("/libraries", json={"name": "busy", "dimension": 256}).json()["id"]
-        for n in range(15):
+        for n in range(26):
             vectors = rng.standard_normal((100, 256)).astype(np.float32)
             chunks = [{"text": f"d{n}c{c}", "embedding": v.tolist()} for c, v in enumerate(vectors)]
             created = client.post(f"/libraries/{library_id}/documents", json={"chunks": chunks})

@@ -138,3 +138,77 @@ def test_disk_error_while_installing_a_snapshot_fails_the_node(tmp_path: Path) -
         await node.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_failed_apply_is_marked_under_the_applier_lock(tmp_path: Path) -> None:
+    """Whoever takes the applier lock after a failed apply (a snapshot) can
+    tell, before the loop has even heard of the failure: the state may hold
+    part of that entry."""
+
+    async def scenario() -> None:
+        node = _node(tmp_path, Applier(fail_at=3))
+        await _leading(node)
+        assert not node.applier_failed
+        await node.propose(b"first")
+        with pytest.raises(OutcomeUnknown):
+            await asyncio.wait_for(node.propose(b"poison"), 5)
+        with node.applying_lock:
+            assert node.applier_failed
+        await node.stop()
+
+    asyncio.run(scenario())
+
+
+def test_chores_after_or_during_stop_are_refused_not_left_waiting(tmp_path: Path) -> None:
+    """A chore (e.g. compaction after a snapshot, asked for from a worker
+    thread) queued when the loop stops, or asked for afterwards, gets
+    NotAccepting at once instead of waiting for a loop that will not run."""
+
+    async def scenario() -> None:
+        node = _node(tmp_path, Applier())
+        await _leading(node)
+        ran: list[int] = []
+
+        async def chore() -> int:
+            ran.append(1)
+            return 1
+
+        assert await node.run_on_loop(chore) == 1
+        node._running = False  # the loop ends after its current batch
+        node._events.put_nowait("tick")  # wake it so it notices
+        await asyncio.sleep(0.05)
+        queued = asyncio.ensure_future(node.run_on_loop(chore))
+        await asyncio.sleep(0.05)
+        assert not queued.done()  # nothing runs it: what stop() must answer
+        await node.stop()
+        with pytest.raises(NotAccepting):
+            await asyncio.wait_for(queued, 1)
+        with pytest.raises(NotAccepting):
+            await asyncio.wait_for(node.run_on_loop(chore), 1)
+        assert ran == [1]
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_wait_for_the_applier_lock_does_not_keep_it(tmp_path: Path) -> None:
+    """A snapshot install waiting for the applier lock when the node stops:
+    the thread that gets the lock after the wait was cancelled gives it back
+    (it was held for ever, and the next snapshot or close() hung)."""
+
+    async def scenario() -> None:
+        node = _node(tmp_path, Applier())
+        node.applying_lock.acquire()  # the applier is busy
+        waiting = asyncio.ensure_future(node._take_applying_lock())
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        node.applying_lock.release()  # the applier finishes: the thread takes it...
+        for _ in range(100):  # ...and lets it go again
+            await asyncio.sleep(0.01)
+            if node.applying_lock.acquire(blocking=False):
+                node.applying_lock.release()
+                return
+        raise AssertionError("the applier lock stayed taken after a cancelled wait")
+
+    asyncio.run(scenario())
