@@ -168,11 +168,12 @@ class HnswIndex:
         self.upper_used += int(levels[high].sum())
         self._reserve_upper(self.upper_used)
         visited, tag = self._visited()
+        local = self._local
         self.entry, self.max_level, tag = kernels.insert_batch(
             self.store.buffer(), self.aux, self._mode, ids, levels, self.m,
             self.ef_construction, self.links0, self.count0, self.levels, self.upper_offset,
-            self.upper_links, self.upper_count, self.deleted, visited, tag,
-            self.entry, self.max_level,
+            self.upper_links, self.upper_count, self.deleted, visited, local.cand_keys,
+            local.cand_values, tag, self.entry, self.max_level,
         )  # fmt: skip
         self._local.tag = tag
         self.nodes += len(ids)
@@ -259,11 +260,12 @@ class HnswIndex:
         distances = np.empty((len(queries), k), dtype=np.float32)
         query_aux = self._aux_for(queries)
         visited, tag = self._visited()
-        self._local.tag = kernels.search_batch(
+        local = self._local
+        local.tag = kernels.search_batch(
             self.store.buffer(), self.aux, self._mode, queries, query_aux, k, ef,
             self.links0, self.count0, self.upper_offset, self.upper_links, self.upper_count,
-            self.deleted, full_mask, mask is not None, visited, tag, self.entry,
-            self.max_level, ids, distances,
+            self.deleted, full_mask, mask is not None, visited, local.cand_keys,
+            local.cand_values, tag, self.entry, self.max_level, ids, distances,
         )  # fmt: skip
         scores = self._to_scores(distances)
         scores[ids < 0] = -np.inf

@@ -582,15 +582,19 @@ def insert_batch(
     upper_count: np.ndarray,
     deleted: np.ndarray,
     visited: np.ndarray,
+    cand_keys: np.ndarray,
+    cand_values: np.ndarray,
     tag: int,
     entry: int,
     max_level: int,
 ) -> tuple[int, int, int]:
-    """Insert ``nodes`` (rows already in ``data``) in order. Returns (entry, max_level, tag)."""
+    """Insert ``nodes`` (rows already in ``data``) in order. Returns (entry, max_level, tag).
+
+    ``cand_keys``/``cand_values``: scratch of ``len(visited)`` entries (see
+    :func:`_search_layer`), the caller's, so a call allocates nothing that
+    grows with the graph."""
     m0 = links0.shape[1]
     capacity = max(ef_construction, m0) + 1
-    cand_keys = np.empty(visited.shape[0], dtype=np.float32)
-    cand_values = np.empty(visited.shape[0], dtype=np.int64)
     res_keys = np.empty(capacity + 1, dtype=np.float32)
     res_values = np.empty(capacity + 1, dtype=np.int64)
     chosen = np.empty(m0 + 1, dtype=np.int64)
@@ -708,6 +712,8 @@ def search_batch(
     mask: np.ndarray,
     use_mask: bool,
     visited: np.ndarray,
+    cand_keys: np.ndarray,
+    cand_values: np.ndarray,
     tag: int,
     entry: int,
     max_level: int,
@@ -716,8 +722,6 @@ def search_batch(
 ) -> int:
     """k nearest acceptable nodes per query into out arrays (-1 / inf when short)."""
     ef = max(ef, k)
-    cand_keys = np.empty(visited.shape[0], dtype=np.float32)
-    cand_values = np.empty(visited.shape[0], dtype=np.int64)
     res_keys = np.empty(ef + 2, dtype=np.float32)
     res_values = np.empty(ef + 2, dtype=np.int64)
     for i in range(queries.shape[0]):
