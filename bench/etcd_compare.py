@@ -12,8 +12,10 @@ each round measures, for 1 and 16 concurrent clients:
 - linearizable reads on a follower: etcd ``range`` (linearizable is its
   default); Shoal ``GET`` of a document with ``consistency=linearizable``.
 
-Prints per-round rates, p50 latency, and the median of per-round ratios
-(Shoal / etcd, higher is better for Shoal). etcd comes from Debian's
+Prints per-round rates, p50 latency, the servers' CPU per operation (user
+and system time of all three processes, from /proc, divided by the
+operations done), and the median of per-round ratios (Shoal / etcd, higher
+is better for Shoal). etcd comes from Debian's
 ``etcd-server`` package; the benchmark installs it with apt-get if missing.
 """
 
@@ -36,7 +38,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.loadgen import Result, drive  # noqa: E402
+from bench.loadgen import RequestFor, Result, drive  # noqa: E402
 from tests.cluster_harness import ClusterProcesses  # noqa: E402
 from tests.harness import free_port  # noqa: E402
 
@@ -117,7 +119,24 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def etcd_round(cluster: EtcdCluster, seconds: float) -> dict[str, Result]:
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU these processes have used so far."""
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def driven(url: str, request_for: RequestFor, clients: int, seconds: float,
+           pids: list[int]) -> tuple[Result, float]:  # fmt: skip
+    """The load's result and the servers' CPU milliseconds per operation."""
+    before = cpu_seconds(pids)
+    result = drive(url, request_for, clients, seconds)
+    return result, 1000 * (cpu_seconds(pids) - before) / max(1, result.operations)
+
+
+def etcd_round(cluster: EtcdCluster, seconds: float) -> dict[str, tuple[Result, float]]:
     leader = cluster.leader()
     assert leader is not None
     follower = next(n for n in cluster.names if n != leader)
@@ -128,17 +147,18 @@ def etcd_round(cluster: EtcdCluster, seconds: float) -> dict[str, Result]:
     def get(n: int) -> tuple[str, str, object]:
         return "POST", "/v3/kv/range", {"key": b64(f"k{n % 1000}")}
 
+    pids = [process.pid for process in cluster.processes.values()]
     results = {}
     for clients in CLIENT_COUNTS:
-        results[f"writes x{clients}"] = drive(cluster.url(leader), put, clients, seconds)
+        results[f"writes x{clients}"] = driven(cluster.url(leader), put, clients, seconds, pids)
     for clients in CLIENT_COUNTS:
-        results[f"reads x{clients}"] = drive(cluster.url(follower), get, clients, seconds)
+        results[f"reads x{clients}"] = driven(cluster.url(follower), get, clients, seconds, pids)
     return results
 
 
 def shoal_round(
     cluster: ClusterProcesses, library_id: str, document_ids: list[str], seconds: float
-) -> dict[str, Result]:
+) -> dict[str, tuple[Result, float]]:
     leader = cluster.leader()
     follower = next(n for n in cluster.running() if n != leader)
 
@@ -151,11 +171,14 @@ def shoal_round(
         path = f"/libraries/{library_id}/documents/{document_id}?consistency=linearizable"
         return "GET", path, None
 
+    pids = [node.pid for node in cluster.nodes.values()]
     results = {}
     for clients in CLIENT_COUNTS:
-        results[f"writes x{clients}"] = drive(cluster.nodes[leader].url, put, clients, seconds)
+        results[f"writes x{clients}"] = driven(cluster.nodes[leader].url, put, clients, seconds,
+                                               pids)  # fmt: skip
     for clients in CLIENT_COUNTS:
-        results[f"reads x{clients}"] = drive(cluster.nodes[follower].url, get, clients, seconds)
+        results[f"reads x{clients}"] = driven(cluster.nodes[follower].url, get, clients, seconds,
+                                              pids)  # fmt: skip
     return results
 
 
@@ -178,18 +201,18 @@ def main() -> None:
                 created = api.post(f"/libraries/{library_id}/documents", json=body)
                 document_ids.append(created.json()["id"])
         shoal.converged(timeout=60)
-        rows: dict[str, list[tuple[tuple[float, float], tuple[float, float]]]] = {}
+        rows: dict[str, list[tuple[tuple[float, float, float], tuple[float, float, float]]]] = {}
         load_before = os.getloadavg()[0]
         for round_ in range(args.rounds):
             etcd_results = etcd_round(etcd, args.seconds)
             shoal_results = shoal_round(shoal, library_id, document_ids, args.seconds)
             for work in etcd_results:
-                ours, theirs = shoal_results[work], etcd_results[work]
-                pair = (ours.rate, ours.p50_ms), (theirs.rate, theirs.p50_ms)
+                (ours, our_cpu), (theirs, their_cpu) = shoal_results[work], etcd_results[work]
+                pair = (ours.rate, ours.p50_ms, our_cpu), (theirs.rate, theirs.p50_ms, their_cpu)
                 rows.setdefault(work, []).append(pair)
-                (s_rate, s_p50), (e_rate, e_p50) = pair
-                print(f"round {round_ + 1} {work}: shoal {s_rate:.0f}/s p50 {s_p50:.1f} ms, "
-                      f"etcd {e_rate:.0f}/s p50 {e_p50:.1f} ms", flush=True)  # fmt: skip
+                print(f"round {round_ + 1} {work}: shoal {ours.rate:.0f}/s p50 {ours.p50_ms:.1f} "
+                      f"ms {our_cpu:.3f} ms CPU/op, etcd {theirs.rate:.0f}/s p50 "
+                      f"{theirs.p50_ms:.1f} ms {their_cpu:.3f} ms CPU/op", flush=True)  # fmt: skip
     finally:
         shoal.stop()
         etcd.stop()
@@ -200,14 +223,16 @@ def main() -> None:
           "client: bench/loadgen.py (one keep-alive connection per client)")  # fmt: skip
     print()
     print("| work | Shoal ops/s (median) | etcd ops/s (median) | Shoal p50 ms | etcd p50 ms "
-          "| Shoal ÷ etcd (median of rounds) |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+          "| Shoal CPU ms/op | etcd CPU ms/op | Shoal ÷ etcd (median of rounds) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for work, pairs in rows.items():
         ratio = statistics.median(s[0] / e[0] for s, e in pairs)
         print(f"| {work} | {statistics.median(s[0] for s, _ in pairs):.0f} "
               f"| {statistics.median(e[0] for _, e in pairs):.0f} "
               f"| {statistics.median(s[1] for s, _ in pairs):.1f} "
-              f"| {statistics.median(e[1] for _, e in pairs):.1f} | {ratio:.2f}x |")  # fmt: skip
+              f"| {statistics.median(e[1] for _, e in pairs):.1f} "
+              f"| {statistics.median(s[2] for s, _ in pairs):.3f} "
+              f"| {statistics.median(e[2] for _, e in pairs):.3f} | {ratio:.2f}x |")  # fmt: skip
     writes = rows.get("writes x16"), rows.get("writes x1")
     if writes[0] and writes[1]:
         scale = statistics.median(a[0][0] / b[0][0] for a, b in zip(*writes, strict=True))
