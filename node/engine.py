@@ -752,8 +752,16 @@ class Engine:
             if meta.get("format") not in READABLE_FORMATS or meta.get("term") != term:
                 raise CorruptSnapshot(f"the leader's snapshot at {index} has an unexpected meta")
             fresh = StateMachine()
-            restore(fresh, records, index, term)
-            fresh.configuration = configuration_of(meta)
+            try:
+                restore(fresh, records, index, term)
+                fresh.configuration = configuration_of(meta)
+            except CorruptSnapshot:
+                raise
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+                # Records that pass their checksums but do not make a state.
+                raise CorruptSnapshot(
+                    f"the leader's snapshot at {index} does not load: {exc!r:.200}"
+                ) from None
         except BaseException:
             path.unlink(missing_ok=True)
             raise

@@ -143,6 +143,15 @@ class MalformedMessage(ValueError):
     """Bytes that are not a well-formed Raft message."""
 
 
+# The highest term a message may carry. Every other number travels below
+# 2^63; a term is kept further below, so that a node that took the highest
+# term (a garbled or hostile message) cannot campaign its way out of the
+# range its peers decode: a node at MAX_TERM campaigns no more (raft.py).
+# An honest cluster would need 2^62 elections to get there.
+MAX_TERM = 1 << 62
+WIRE_LIMIT = 1 << 63
+
+
 _FIELD_TYPES: dict[type[Message], dict[str, type]] = {}
 
 
@@ -157,7 +166,8 @@ def _field_types(cls: type[Message]) -> dict[str, type]:
 
 def _check_field(name: str, value: object, expected: type) -> None:
     if expected is int:
-        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 63
+        limit = MAX_TERM + 1 if name == "term" or name.endswith("_term") else WIRE_LIMIT
+        ok = type(value) is int and 0 <= value < limit
     elif expected is bool or expected is str:
         ok = isinstance(value, expected)
     else:  # the entries tuple, checked entry by entry in LogEntry.from_wire
@@ -188,4 +198,11 @@ def decode(data: bytes) -> Message:
             body["entries"] = tuple(LogEntry.from_wire(entry) for entry in body["entries"])
         except ValueError as exc:
             raise MalformedMessage(str(exc)) from None
+        for entry in body["entries"]:
+            if not (type(entry.index) is int and 0 < entry.index < WIRE_LIMIT
+                    and type(entry.term) is int and 0 <= entry.term <= MAX_TERM):  # fmt: skip
+                raise MalformedMessage(
+                    f"a log entry's index or term is out of range: {entry.index!r:.25}, "
+                    f"{entry.term!r:.25}"
+                )
     return cls(**body)

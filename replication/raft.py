@@ -33,6 +33,7 @@ from replication.membership import (
     encode_configuration,
 )
 from replication.messages import (
+    MAX_TERM,
     AppendRequest,
     AppendResponse,
     Message,
@@ -332,6 +333,8 @@ class RaftCore:
         as it knows) made a learner or removed: that change may need this
         node's log to commit, and without it nobody could be elected (the
         others' logs lack the change)."""
+        if self.term >= MAX_TERM:  # its next term would be refused by every peer
+            return False
         if self.id in self.voters:
             return True
         if self.configuration_index > self.commit_index and len(self._configurations) >= 2:

@@ -16,10 +16,11 @@ from node.peer_guard import guard
 from node.snapshot_inbox import ChunkOutOfOrder, TransferKey
 from replication.interfaces import NotAccepting
 from replication.membership import CLUSTER_HEADER
-from replication.messages import SnapshotRequest, encode
+from replication.messages import MAX_TERM, SnapshotRequest, encode
 from replication.raft import NotLeader
 from replication.runner import RaftNode
 from replication.transport import MSGPACK, SECRET_HEADER
+from wal import CorruptSnapshot
 
 router = APIRouter(prefix="/_cluster", include_in_schema=False)
 
@@ -39,11 +40,17 @@ class TransferConflict(ShoalError):
     title = "The snapshot chunk does not continue the transfer under way"
 
 
+class SnapshotDamaged(ShoalError):
+    status = 422
+    slug = "snapshot-damaged"
+    title = "The snapshot sent cannot be installed"
+
+
 async def _chunk_params(
     index: Annotated[int, Query(ge=1, lt=1 << 63)],
-    term: Annotated[int, Query(ge=1, lt=1 << 63)],
+    term: Annotated[int, Query(ge=1, le=MAX_TERM)],
     leader: Annotated[str, Query(max_length=200)],
-    leader_term: Annotated[int, Query(ge=1, lt=1 << 63)],
+    leader_term: Annotated[int, Query(ge=1, le=MAX_TERM)],
     rpc: Annotated[int, Query(ge=0, lt=1 << 63)],
 ) -> TransferKey:
     return TransferKey(leader, leader_term, index, term, rpc)
@@ -112,7 +119,12 @@ async def snapshot_status(request: Request, engine: EngineDep, key: ChunkKey) ->
     if not task.done():
         return Response(b"", media_type=MSGPACK)
     del engine.installs[key]
-    return Response(task.result(), media_type=MSGPACK)
+    try:
+        return Response(task.result(), media_type=MSGPACK)
+    except CorruptSnapshot as exc:  # nothing changed here; the leader sends it again
+        raise SnapshotDamaged(f"the snapshot sent for entry {key.index}: {exc}") from None
+    except NotAccepting as exc:
+        raise NodeFailed(f"this node has failed: {exc}") from None
 
 
 @router.post("/read_index")
