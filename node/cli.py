@@ -38,6 +38,7 @@ SERVE_FLAGS: dict[str, str] = {
     "snapshot_every": "snapshot_every_entries",
     "snapshot_when_quiet": "snapshot_when_quiet",
     "max_body_bytes": "max_body_bytes",
+    "max_answer_bytes": "max_answer_bytes",
     "segment_bytes": "segment_bytes",
     "api_key": "api_key",
     "keys_file": "keys_file",
@@ -82,6 +83,12 @@ def _serve_parser(commands: Any) -> None:
         "applied since its last snapshot; 0: never [SHOAL_SNAPSHOT_WHEN_QUIET, default 2]",
     )
     serve.add_argument("--max-body-bytes", type=int, help="largest accepted request body")
+    serve.add_argument(
+        "--max-answer-bytes",
+        type=int,
+        help="largest answer a node builds; larger asks get a 422 that says what to ask "
+        "for instead [SHOAL_MAX_ANSWER_BYTES, default 64 MiB]",
+    )
     serve.add_argument(
         "--segment-bytes",
         type=int,

@@ -24,8 +24,8 @@ import numpy.typing as npt
 from starlette.concurrency import run_in_threadpool
 
 import indexes
+from node import answer_size, cursors, filters, models
 from node import commands as cmd
-from node import cursors, filters, models
 from node.chunking import chunk_text
 from node.embeddings import (
     EmbeddingProvider,
@@ -392,12 +392,28 @@ class Service:
             record = library.documents.get(document_id)
             if record is None:
                 raise NotFound(f"document {document_id} does not exist in library {library_id}")
+            size = answer_size.document_bytes(record)
+            if include_chunks:
+                chunks = (library.chunks[chunk_id] for chunk_id in record.chunk_ids)
+                size += answer_size.chunks_bytes(
+                    chunks, library.info.dimension or 0, True, include_embedding
+                )
+            answer_size.check(
+                size, self._max_answer_bytes,
+                f"document {document_id} with its {len(record.chunk_ids)} chunks"
+                if include_chunks else f"document {document_id}",
+                "leave include_chunks out and page through its chunks with "
+                f"GET /libraries/{library_id}/documents/{document_id}/chunks",
+            )  # fmt: skip
             return views.document_view(library, record, include_chunks, include_embedding)
 
     def list_documents(self, library_id: str, cursor: str | None, limit: int) -> dict[str, Any]:
         with self._reading(library_id) as library:
             after = cursors.decode(cursor, library.document_key, "document")
             keys, more = library.document_order.page(after, limit)
+            size = sum(answer_size.document_bytes(library.documents[i]) for _, i in keys)
+            answer_size.check(size, self._max_answer_bytes, f"a page of {len(keys)} documents",
+                              "ask for a smaller limit")  # fmt: skip
             items = [views.document_view(library, library.documents[i]) for _, i in keys]
         next_cursor = cursors.encode(keys[-1]) if more and keys else None
         return {"items": items, "next_cursor": next_cursor}
@@ -436,6 +452,12 @@ class Service:
                 start = record.chunk_ids.index(cursor) + 1
             ids = record.chunk_ids[start : start + limit]
             more = start + limit < len(record.chunk_ids)
+            size = answer_size.chunks_bytes(
+                (library.chunks[i] for i in ids), library.info.dimension or 0, True,
+                include_embedding,
+            )  # fmt: skip
+            answer_size.check(size, self._max_answer_bytes, f"a page of {len(ids)} chunks",
+                              "ask for a smaller limit or no include_embeddings")  # fmt: skip
             items = [views.chunk_view(library, library.chunks[i], include_embedding) for i in ids]
         return {"items": items, "next_cursor": ids[-1] if more and ids else None}
 
@@ -557,6 +579,7 @@ class Service:
                 distances = indexes.distances_from_scores(
                     indexes.Metric(library.info.metric), scores
                 )
+                self._check_hits_size(library, chunk_ids, include)
                 for chunk_id, score, distance in zip(chunk_ids, scores, distances, strict=True):
                     hits.append(
                         self._hit(library, chunk_id, float(score), float(distance), include)
@@ -571,6 +594,25 @@ class Service:
                 "took_ms": round((time.perf_counter() - started) * 1000, 3),
                 "results": hits,
             }
+
+    def _check_hits_size(
+        self, library: Library, chunk_ids: Sequence[str], include: set[models.Include]
+    ) -> None:
+        chunks = [library.chunks[chunk_id] for chunk_id in chunk_ids]
+        size = answer_size.chunks_bytes(chunks, library.info.dimension or 0, "text" in include,
+                                        "embedding" in include)  # fmt: skip
+        if "metadata" in include:
+            size += 100 * len(chunks)
+        if "document" in include:
+            size += sum(answer_size.metadata_bytes(library.documents[c.document_id])
+                        for c in chunks)  # fmt: skip
+        answer_size.check(size, self._max_answer_bytes, f"the {len(chunks)} hits",
+                          "ask for a smaller k, or leave embedding, text or document out of "
+                          "include")  # fmt: skip
+
+    @property
+    def _max_answer_bytes(self) -> int:
+        return self.engine.settings.max_answer_bytes
 
     @staticmethod
     def _hit(

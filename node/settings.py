@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     segment_bytes: int = Field(64 << 20, ge=1 << 12)
     snapshot_chunk_bytes: int = Field(4 << 20, ge=1 << 12, le=32 << 20)
     max_body_bytes: int = Field(64 << 20, ge=1 << 10)
+    # The largest answer (JSON) a node builds; larger asks get a 422 saying
+    # what to ask for instead (node.answer_size).
+    max_answer_bytes: int = Field(64 << 20, ge=1 << 16)
     api_key: str | None = None
     # A JSON list of keys and their roles, read again on SIGHUP (node.keys).
     keys_file: Path | None = None
