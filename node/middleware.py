@@ -31,7 +31,7 @@ from node.keys import KeySource, Role, digest
 from node.limits import Admission
 from node.metrics import NodeMetrics
 from node.problems import UNEXPECTED
-from node.tls import PEER_CERT_KEY
+from node.tls import PEER_CERT_KEY, peer_names
 from replication import features
 
 log = logging.getLogger("shoal.http")
@@ -100,6 +100,7 @@ class NodeMiddleware:
         key = dict(scope.get("headers") or []).get(b"idempotency-key")
         token = request_key.set(key.decode(errors="replace") if key is not None else None)
         printed = request_fingerprint.set(None)
+        certified = peer_names.set(scope.get(PEER_CERT_KEY))
         admitted_write = False
         try:
             refusal = self._refusal(scope)
@@ -154,6 +155,7 @@ class NodeMiddleware:
                 self.admission.write_done()
             request_key.reset(token)
             request_fingerprint.reset(printed)
+            peer_names.reset(certified)
             if label is None:
                 label = getattr(scope.get("route"), "path", "unmatched")
             if (scope.get("method", ""), scope["path"]) in self.fast_routes:

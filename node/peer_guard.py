@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from node.engine import Engine
 from node.errors import NodeFailed, ShoalError, Unavailable
+from node.tls import peer_names
 from replication.runner import RaftNode
 from replication.transport import secret_matches
 
@@ -18,6 +21,12 @@ class OtherCluster(ShoalError):
     status = 403
     slug = "other-cluster"
     title = "The request comes from a node of another cluster"
+
+
+class CertificateOfAnother(ShoalError):
+    status = 403
+    slug = "certificate-of-another-node"
+    title = "The peer certificate does not name the member the request comes from"
 
 
 class NotAMember(ShoalError):
@@ -57,6 +66,25 @@ def check_peer(offered_cluster: str | None, sender: str | None, engine: Engine) 
         )
 
 
+def check_certificate(sender: str | None, engine: Engine) -> None:
+    """With mutual TLS, a request from member ``sender`` comes with a
+    certificate naming that member: its node id, or the host of its URL, as
+    the common name or a subject alternative name. Any certificate the CA
+    signed would otherwise let its holder speak for every member."""
+    names = peer_names.get()
+    if engine.settings.peer_ca is None or names is None or sender is None:
+        return
+    url = engine.member_urls().get(sender)
+    host = urlsplit(url).hostname if url else None
+    if sender in names or (host is not None and host in names):
+        return
+    raise CertificateOfAnother(
+        f"the request says it comes from {sender}, whose URL is {url}, but its certificate "
+        f"names only {', '.join(sorted(names)) or 'nothing'}; give each node a certificate "
+        "naming its node id or its host"
+    )
+
+
 def guard(
     offered_secret: str | None,
     engine: Engine,
@@ -74,6 +102,7 @@ def guard(
         raise Unavailable("this node is starting or stopping")
     if from_peer:
         check_peer(offered_cluster, sender, engine)
+        check_certificate(sender, engine)
     if sender is not None and engine.faults.blocks_incoming(sender):
         raise Unavailable(f"link from {sender} is cut (fault injection)")
     if engine.raft.failure is not None:

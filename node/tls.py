@@ -13,11 +13,38 @@ See docs/security.md for making a CA and certificates with openssl.
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-PEER_CERT_KEY = "shoal.peer_certificate"  # the request scope's mark (see PeerCertProtocol)
+# The request scope's mark (see PeerCertProtocol): the names the connection's
+# client certificate carries, empty when it came without one.
+PEER_CERT_KEY = "shoal.peer_certificate"
+# The same names for the request being answered (NodeMiddleware sets it), so
+# the peer guard can check that a peer's certificate names the member it
+# says it is. None: the request did not come through a TLS-aware server.
+peer_names: ContextVar[frozenset[str] | None] = ContextVar("shoal_peer_names", default=None)
+
+
+def certificate_names(peercert: Any) -> frozenset[str]:
+    """Common names and subject alternative names (DNS names, IP addresses
+    in their usual form) of a certificate as ``SSLSocket.getpeercert()``
+    gives it; empty for none."""
+    if not peercert:
+        return frozenset()
+    names = {value for rdn in peercert.get("subject", ()) for key, value in rdn
+             if key == "commonName"}  # fmt: skip
+    for kind, value in peercert.get("subjectAltName", ()):
+        if kind == "DNS":
+            names.add(value)
+        elif kind == "IP Address":
+            try:
+                names.add(str(ipaddress.ip_address(value.strip())))
+            except ValueError:
+                continue
+    return frozenset(names)
 
 
 def peer_context(cert: Path | None, key: Path | None, peer_ca: Path | None) -> ssl.SSLContext:
@@ -59,14 +86,15 @@ def check_files(cert: Path | None, key: Path | None, peer_ca: Path | None) -> st
 
 
 def peer_cert_protocol() -> type:
-    """uvicorn's HTTP protocol, marking each request's scope with whether the
-    connection came with a client certificate (the handshake checked it
-    against --peer-ca). uvicorn does not offer the ASGI TLS extension."""
+    """uvicorn's HTTP protocol, marking each request's scope with the names of
+    the connection's client certificate (the handshake checked it against
+    --peer-ca; none: empty). uvicorn does not offer the ASGI TLS extension."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class PeerCertProtocol(HttpToolsProtocol):
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self.scope[PEER_CERT_KEY] = bool(self.transport.get_extra_info("peercert"))  # type: ignore[literal-required]
+            names = certificate_names(self.transport.get_extra_info("peercert"))
+            self.scope[PEER_CERT_KEY] = names  # type: ignore[literal-required]
 
     return PeerCertProtocol

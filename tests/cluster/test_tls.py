@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import msgpack
 import pytest
 
 from tests.cluster_harness import SECRET_HEADER, ClusterProcesses
@@ -28,8 +29,8 @@ def _authority(directory: Path, name: str) -> None:
              cwd=directory)  # fmt: skip
 
 
-def _certificate(directory: Path, name: str, authority: str) -> None:
-    (directory / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+def _certificate(directory: Path, name: str, authority: str, names: str = "IP:127.0.0.1") -> None:
+    (directory / f"{name}.ext").write_text(f"subjectAltName={names}\n")
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
              "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=directory)  # fmt: skip
     _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{authority}.pem",
@@ -43,6 +44,8 @@ def pki(tmp_path: Path) -> Path:
     directory.mkdir()
     _authority(directory, "cluster-ca")
     _certificate(directory, "node", "cluster-ca")
+    for node_id in ("n1", "n2", "n3"):  # naming one node only, not its (shared) address
+        _certificate(directory, node_id, "cluster-ca", names=f"DNS:{node_id}")
     _authority(directory, "other-ca")
     _certificate(directory, "stranger", "other-ca")
     return directory
@@ -99,6 +102,7 @@ def test_a_cluster_over_mutual_tls(
     assert {m["id"] for m in cluster.status(leader)["members"]} == set(cluster.nodes)  # type: ignore[index]
     # one with our CA's certificate reaches the Raft endpoint (garbage in: 400)
     assert _raft_post(url, pki, "node").status_code == 400
+    _a_certificate_speaks_only_for_the_member_it_names(cluster, pki, leader)
     # a certificate from another CA does not get past the handshake (in TLS
     # 1.3 the client learns so only when the server hangs up)
     with pytest.raises((httpx.ConnectError, httpx.RemoteProtocolError)):
@@ -111,6 +115,35 @@ def test_a_cluster_over_mutual_tls(
     with Client(urls, verify=str(pki / "other-ca.pem"), max_attempts=2) as stranger, \
             pytest.raises(Exception, match="(?i)certificate|no node answered"):  # fmt: skip
         stranger.list_libraries().__next__()
+
+
+def _a_certificate_speaks_only_for_the_member_it_names(
+    cluster: ClusterProcesses, pki: Path, leader: str
+) -> None:
+    """A certificate our CA signed for one node (its id as the only name)
+    cannot carry a message from another member: 403. For its own node the
+    message is answered."""
+    holder, other = [node_id for node_id in ("n1", "n2", "n3") if node_id != leader]
+    context = ssl.create_default_context(cafile=str(pki / "cluster-ca.pem"))
+    context.load_cert_chain(str(pki / f"{holder}.pem"), str(pki / f"{holder}.key"))
+    status = cluster.status(leader)
+    assert status is not None
+
+    def pre_vote(sender: str) -> httpx.Response:
+        vote = {"kind": "vote", "term": status["term"] + 1, "sender": sender,
+                "last_index": 0, "last_term": 0, "pre_vote": True, "rpc": 1}  # fmt: skip
+        headers = {**SECRET_HEADER, "X-Shoal-From": sender,
+                   "X-Shoal-Cluster": status["cluster_id"]}  # fmt: skip
+        return httpx.post(cluster.nodes[leader].url + "/_cluster/raft", headers=headers,
+                          content=msgpack.packb(vote), verify=context, timeout=10)  # fmt: skip
+
+    refused = pre_vote(other)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["type"].endswith("certificate-of-another-node")
+    assert holder in refused.json()["detail"] and other in refused.json()["detail"]
+    answered = pre_vote(holder)
+    assert answered.status_code == 200, answered.text
+    assert msgpack.unpackb(answered.content)["kind"] == "vote_resp"
 
 
 def _a_learner_joins_and_installs_a_snapshot_over_tls(
