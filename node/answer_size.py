@@ -22,6 +22,7 @@ FLOAT_BYTES = 24
 # Ids, keys, numbers and timestamps around an item's texts.
 ITEM_BYTES = 300
 CHUNK_ID_BYTES = 40
+DEFAULT_LIMIT = 64 << 20  # --max-answer-bytes
 
 
 class AnswerTooLarge(ShoalError):

@@ -99,7 +99,7 @@ def create_app(
     registry = embedders or build_registry(
         settings.cohere_api_key, settings.cohere_embed_model, settings.cohere_base_url
     )
-    service = Service(engine, registry)
+    service = Service(engine, registry, settings.max_answer_bytes)
     app.state.service = service
     install_error_handlers(app)
     body.document(app)

@@ -748,17 +748,19 @@ class Engine:
         the node goes on serving from its current state.
         """
         try:
-            meta, records = self.snapshots.read(SnapshotInfo(index, term, path))
-            if meta.get("format") not in READABLE_FORMATS or meta.get("term") != term:
-                raise CorruptSnapshot(f"the leader's snapshot at {index} has an unexpected meta")
-            fresh = StateMachine()
             try:
+                meta, records = self.snapshots.read(SnapshotInfo(index, term, path))
+                if meta.get("format") not in READABLE_FORMATS or meta.get("term") != term:
+                    raise CorruptSnapshot(
+                        f"the leader's snapshot at {index} has an unexpected meta"
+                    )
+                fresh = StateMachine()
                 restore(fresh, records, index, term)
                 fresh.configuration = configuration_of(meta)
-            except CorruptSnapshot:
-                raise
-            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-                # Records that pass their checksums but do not make a state.
+            except (CorruptSnapshot, OSError, MemoryError):
+                raise  # a disk error is the disk's, not the snapshot's
+            except Exception as exc:
+                # Bytes that pass their checksums but do not make a state.
                 raise CorruptSnapshot(
                     f"the leader's snapshot at {index} does not load: {exc!r:.200}"
                 ) from None

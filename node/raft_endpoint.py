@@ -23,6 +23,7 @@ from replication.messages import (
     decode,
     encode,
 )
+from replication.runner import TermOutOfReach
 from replication.transport import SECRET_HEADER
 
 PATH = "/_cluster/raft"
@@ -55,6 +56,8 @@ async def raft_post(engine: Engine, headers: dict[bytes, bytes], body: bytes) ->
         answer = await raft.handle_message(message)
     except NotAccepting as exc:
         raise NodeFailed(f"this node has failed: {exc}") from None
+    except TermOutOfReach as exc:
+        raise MalformedBody(str(exc)) from None
     view = headers.get(_LEADER_VIEW)
     if view is not None and isinstance(message, AppendRequest):
         raft.note_leader_view(message.sender, message.term, view.decode(errors="replace"))

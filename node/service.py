@@ -71,10 +71,16 @@ _ON_LOOP: ContextVar[bool] = ContextVar("shoal_read_on_loop", default=False)
 
 
 class Service:
-    def __init__(self, engine: Engine, embedders: EmbeddingRegistry) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        embedders: EmbeddingRegistry,
+        max_answer_bytes: int = answer_size.DEFAULT_LIMIT,
+    ) -> None:
         self.engine = engine
         self.state = engine.state
         self.embedders = embedders
+        self.max_answer_bytes = max_answer_bytes
 
     # ------------------------------------------------------------ plumbing
     def leader_or_redirect(self) -> RaftNode:
@@ -399,7 +405,7 @@ class Service:
                     chunks, library.info.dimension or 0, True, include_embedding
                 )
             answer_size.check(
-                size, self._max_answer_bytes,
+                size, self.max_answer_bytes,
                 f"document {document_id} with its {len(record.chunk_ids)} chunks"
                 if include_chunks else f"document {document_id}",
                 "leave include_chunks out and page through its chunks with "
@@ -412,7 +418,7 @@ class Service:
             after = cursors.decode(cursor, library.document_key, "document")
             keys, more = library.document_order.page(after, limit)
             size = sum(answer_size.document_bytes(library.documents[i]) for _, i in keys)
-            answer_size.check(size, self._max_answer_bytes, f"a page of {len(keys)} documents",
+            answer_size.check(size, self.max_answer_bytes, f"a page of {len(keys)} documents",
                               "ask for a smaller limit")  # fmt: skip
             items = [views.document_view(library, library.documents[i]) for _, i in keys]
         next_cursor = cursors.encode(keys[-1]) if more and keys else None
@@ -456,7 +462,7 @@ class Service:
                 (library.chunks[i] for i in ids), library.info.dimension or 0, True,
                 include_embedding,
             )  # fmt: skip
-            answer_size.check(size, self._max_answer_bytes, f"a page of {len(ids)} chunks",
+            answer_size.check(size, self.max_answer_bytes, f"a page of {len(ids)} chunks",
                               "ask for a smaller limit or no include_embeddings")  # fmt: skip
             items = [views.chunk_view(library, library.chunks[i], include_embedding) for i in ids]
         return {"items": items, "next_cursor": ids[-1] if more and ids else None}
@@ -606,13 +612,9 @@ class Service:
         if "document" in include:
             size += sum(answer_size.metadata_bytes(library.documents[c.document_id])
                         for c in chunks)  # fmt: skip
-        answer_size.check(size, self._max_answer_bytes, f"the {len(chunks)} hits",
+        answer_size.check(size, self.max_answer_bytes, f"the {len(chunks)} hits",
                           "ask for a smaller k, or leave embedding, text or document out of "
                           "include")  # fmt: skip
-
-    @property
-    def _max_answer_bytes(self) -> int:
-        return self.engine.settings.max_answer_bytes
 
     @staticmethod
     def _hit(

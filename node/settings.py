@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 << 20, ge=1 << 10)
     # The largest answer (JSON) a node builds; larger asks get a 422 saying
     # what to ask for instead (node.answer_size).
-    max_answer_bytes: int = Field(64 << 20, ge=1 << 16)
+    max_answer_bytes: int = Field(64 << 20, ge=1 << 16)  # answer_size.DEFAULT_LIMIT
     api_key: str | None = None
     # A JSON list of keys and their roles, read again on SIGHUP (node.keys).
     keys_file: Path | None = None

@@ -150,6 +150,11 @@ class MalformedMessage(ValueError):
 # An honest cluster would need 2^62 elections to get there.
 MAX_TERM = 1 << 62
 WIRE_LIMIT = 1 << 63
+# How far beyond a node's own term a message may be: one term per election,
+# no cluster gets 2^32 elections ahead of one of its members. A message that
+# does is refused, so a single garbled or hostile one cannot take a cluster
+# to MAX_TERM (where no node campaigns any more).
+MAX_TERM_STEP = 1 << 32
 
 
 _FIELD_TYPES: dict[type[Message], dict[str, type]] = {}

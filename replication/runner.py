@@ -32,6 +32,7 @@ from replication.leader_view import HEADER as LEADER_VIEW_HEADER
 from replication.leader_view import LeaderView, MemberProgress, decode_view, encode_view
 from replication.membership import Configuration
 from replication.messages import (
+    MAX_TERM_STEP,
     AppendRequest,
     Message,
     SnapshotProgress,
@@ -107,6 +108,10 @@ class _ConfigProposal:
 class _Transfer:
     target: str | None
     future: asyncio.Future[str]
+
+
+class TermOutOfReach(ValueError):
+    """A message whose term is further ahead than elections could have got."""
 
 
 class TransferFailed(Exception):
@@ -216,6 +221,9 @@ class RaftNode:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        chore = self._chore_future
+        if chore is not None and not chore.done():  # cancelled while it ran
+            chore.set_exception(NotAccepting("the node is stopping"))
         self._apply_queue.put(None)
         if self._apply_thread is not None:
             await asyncio.to_thread(self._apply_thread.join, 30)
@@ -267,9 +275,16 @@ class RaftNode:
         return await future
 
     async def handle_message(self, message: Message) -> Message | None:
-        """An RPC from a peer; the answer leaves only after it is durable."""
+        """An RPC from a peer; the answer leaves only after it is durable.
+        Raises TermOutOfReach for a term no election could have reached."""
         if self.failure is not None:
             raise NotAccepting(self.failure)
+        core = self.core
+        if core is not None and message.term > core.term + MAX_TERM_STEP:
+            raise TermOutOfReach(
+                f"the message's term {message.term} is more than 2^32 terms beyond this "
+                f"node's term {core.term}; no cluster gets there by elections"
+            )
         now = time.monotonic()
         previous = self.last_contact.get(message.sender)
         if previous is not None and message.sender == self.leader_id:

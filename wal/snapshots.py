@@ -103,10 +103,13 @@ class SnapshotStore:
             raise CorruptSnapshot(f"{info.path.name}: {scan.reason}")
         if len(scan.bodies) < 2:
             raise CorruptSnapshot(f"{info.path.name} has no records")
-        end = decode_body(scan.bodies[-1][1])
+        try:  # bytes that pass their checksums may still not be msgpack
+            end = decode_body(scan.bodies[-1][1])
+            meta = decode_body(scan.bodies[0][1])
+        except ValueError as exc:
+            raise CorruptSnapshot(f"{info.path.name}: a record does not decode: {exc}") from None
         if not isinstance(end, dict) or end.get("end") != len(scan.bodies) - 1:
             raise CorruptSnapshot(f"{info.path.name} does not end with its end record")
-        meta = decode_body(scan.bodies[0][1])
         if not isinstance(meta, dict) or meta.get("index") != info.index:
             raise CorruptSnapshot(f"{info.path.name}: meta record does not match its name")
         bodies = [body for _, body in scan.bodies[1:-1]]

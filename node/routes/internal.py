@@ -11,14 +11,14 @@ from pydantic import BaseModel, Field
 
 from node.deps import EngineDep
 from node.engine import Engine
-from node.errors import NodeFailed, NotFound, ShoalError, Unavailable
+from node.errors import InvalidRequest, NodeFailed, NotFound, ShoalError, Unavailable
 from node.peer_guard import guard
 from node.snapshot_inbox import ChunkOutOfOrder, TransferKey
 from replication.interfaces import NotAccepting
 from replication.membership import CLUSTER_HEADER
 from replication.messages import MAX_TERM, SnapshotRequest, encode
 from replication.raft import NotLeader
-from replication.runner import RaftNode
+from replication.runner import RaftNode, TermOutOfReach
 from replication.transport import MSGPACK, SECRET_HEADER
 from wal import CorruptSnapshot
 
@@ -78,7 +78,10 @@ async def snapshot_chunk(
     if offset == 0 or key.leader_term < raft.term:
         # Ask first: a stale leader learns our term, and a follower that
         # already holds this much needs no bytes.
-        answer = await raft.handle_message(_offer(key))
+        try:
+            answer = await raft.handle_message(_offer(key))
+        except TermOutOfReach as exc:
+            raise InvalidRequest(str(exc)) from None
         if answer is not None:
             return Response(encode(answer), media_type=MSGPACK)
     try:
@@ -123,8 +126,10 @@ async def snapshot_status(request: Request, engine: EngineDep, key: ChunkKey) ->
         return Response(task.result(), media_type=MSGPACK)
     except CorruptSnapshot as exc:  # nothing changed here; the leader sends it again
         raise SnapshotDamaged(f"the snapshot sent for entry {key.index}: {exc}") from None
+    except TermOutOfReach as exc:
+        raise InvalidRequest(str(exc)) from None
     except NotAccepting as exc:
-        raise NodeFailed(f"this node has failed: {exc}") from None
+        raise Unavailable(f"this node cannot install a snapshot now: {exc}") from None
 
 
 @router.post("/read_index")

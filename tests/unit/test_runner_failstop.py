@@ -212,3 +212,50 @@ def test_a_cancelled_wait_for_the_applier_lock_does_not_keep_it(tmp_path: Path) 
         raise AssertionError("the applier lock stayed taken after a cancelled wait")
 
     asyncio.run(scenario())
+
+
+def test_a_chore_running_when_the_node_stops_is_answered(tmp_path: Path) -> None:
+    """Found by review: a compaction taken off the queue and waiting for the
+    loop's flush when stop() cancelled the loop was never answered (its
+    caller, a snapshot thread, waited out a 60 s timeout)."""
+
+    async def scenario() -> None:
+        node = _node(tmp_path, Applier())
+        await _leading(node)
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def slow_chore() -> int:
+            started.set()
+            await release.wait()  # the loop is busy in this chore when stop() comes
+            return 1
+
+        running = asyncio.ensure_future(node.run_on_loop(slow_chore))
+        await asyncio.wait_for(started.wait(), 5)
+        await node.stop()
+        with pytest.raises(NotAccepting):
+            await asyncio.wait_for(running, 1)
+
+    asyncio.run(scenario())
+
+
+def test_a_message_far_beyond_the_nodes_term_is_refused(tmp_path: Path) -> None:
+    """One message with a term no election could reach (the peer fuzzer sent
+    2^62) would otherwise move the whole cluster there, where nobody
+    campaigns any more: it is refused, and the node's term stays."""
+    from replication.messages import MAX_TERM, MAX_TERM_STEP, AppendResponse
+    from replication.runner import TermOutOfReach
+
+    async def scenario() -> None:
+        node = _node(tmp_path, Applier())
+        await _leading(node)
+        term = node.term
+        for far in (term + MAX_TERM_STEP + 1, MAX_TERM):
+            with pytest.raises(TermOutOfReach):
+                await node.handle_message(AppendResponse(far, "n2", False, 0))
+        assert node.term == term and node.is_leader
+        near = term + MAX_TERM_STEP
+        await node.handle_message(AppendResponse(near, "n2", False, 0))
+        assert node.term == near  # a newer term within reach is taken, as Raft says
+        await node.stop()
+
+    asyncio.run(scenario())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from node.settings import Settings
 from node.snapshot_inbox import ChunkOutOfOrder, SnapshotInbox, TransferKey
 from node.store.snapshot_codec import capture
 from node.store.state import StateMachine
-from wal import EntryKind, FileLogStore, LogEntry
+from wal import EntryKind, FileLogStore, LogEntry, SnapshotInfo
 
 
 def _create(state: StateMachine, index: int, name: str, term: int = 1) -> str:
@@ -139,3 +140,60 @@ def test_log_store_reset_is_durable(tmp_path: Path) -> None:
     again.open()
     assert (again.first_index(), again.last_index(), again.term_at(49)) == (50, 49, 4)
     again.close()
+
+
+def _rewritten(source: SnapshotInfo, directory: Path, extra: list[object],
+               meta_body: bytes | None = None) -> Path:  # fmt: skip
+    """``source``'s records (checksums right) plus ``extra`` records, or with
+    its meta replaced by raw bytes."""
+    from wal.records import FRAME, frame
+    from wal.snapshots import _HEADER, SNAPSHOT_MAGIC, SNAPSHOT_VERSION, SnapshotStore
+
+    meta, records = SnapshotStore(source.path.parent).read(source)
+    writer = SnapshotStore(directory).begin(meta["index"], meta["term"], meta)
+    for record in [*records, *extra]:
+        writer.write(record)
+    info = writer.commit()
+    if meta_body is not None:
+        with info.path.open("r+b") as file:
+            data = file.read()
+            header = _HEADER.size
+            first = frame(meta_body)
+            old_len = FRAME.unpack_from(data, header)[0] + FRAME.size
+            rest = data[header + old_len:]
+            file.seek(0)
+            file.truncate()
+            file.write(_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, 0) + first + rest)
+    received = directory / "received.part"
+    shutil.copy(info.path, received)
+    return received
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"extra": [{"chunks": "no-such-document", "items": [], "vectors": b""}]},
+        {"extra": [5]},
+        {"extra": [{"documents": [["d", "not fields", 1, 2, 3]]}]},
+        {"meta_body": b"\xc1", "says": "does not decode"},
+    ],
+)
+def test_a_snapshot_that_passes_its_checksums_but_does_not_load_is_damaged(
+    tmp_path: Path, damage: dict[str, Any]
+) -> None:
+    """Found by review: such files reached the leader as a 500 (the status
+    poll); they are CorruptSnapshot, and the follower's state is untouched."""
+    from wal import CorruptSnapshot
+
+    leader = _engine(tmp_path / "leader")
+    _create(leader.state, 1, "l0")
+    info = leader._write_snapshot(capture(leader.state))  # noqa: SLF001
+    leader.close()
+    received = _rewritten(info, tmp_path / "crafted", damage.get("extra", []),
+                          damage.get("meta_body"))  # fmt: skip
+    follower = _engine(tmp_path / "follower")
+    with pytest.raises(CorruptSnapshot, match=damage.get("says")):
+        follower.prepare_install(received, info.index, 1)
+    assert follower.state.applied_index == 0 and not follower.state.libraries
+    assert not received.exists()
+    follower.close()
