@@ -53,12 +53,14 @@ from replication.membership import (
     StartingPoint,
     resolve,
 )
+from replication.messages import MAX_TERM
 from replication.raft import RaftConfig, configurations_in
 from replication.runner import RaftNode
 from replication.transport import FaultRules, HttpTransport
 from wal import (
     CorruptLog,
     CorruptSnapshot,
+    CorruptStableState,
     FileLogStore,
     SnapshotInfo,
     SnapshotStore,
@@ -177,6 +179,12 @@ class Engine:
         log.info("index kernels ready in %.2fs", warmed)
         started = time.perf_counter()
         self.stable.load()
+        if self.stable.value.term > MAX_TERM:
+            raise CorruptStableState(
+                f"the stored term {self.stable.value.term} is beyond the highest a cluster can "
+                f"reach ({MAX_TERM}): its peers would refuse every message this node sent; "
+                "restore this node from a backup or add it again as a new member"
+            )
         self._resolve_membership()
         snapshot_index, snapshot_term = self._restore_snapshot()
         report = self.log_store.open(start_index=snapshot_index + 1, prev_term=snapshot_term)

@@ -8,6 +8,7 @@ and every message it sent from then on was refused by its peers' decoders
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -64,3 +65,20 @@ def test_a_node_at_the_highest_term_campaigns_no_more() -> None:
         sent += [message for _, message in core.take_ready().messages]
     assert core.term == MAX_TERM and core.role is Role.FOLLOWER
     assert not [message for message in sent if isinstance(message, VoteRequest)]
+
+
+def test_a_node_whose_stored_term_is_out_of_reach_refuses_to_start(tmp_path: Path) -> None:
+    """Its peers would refuse every message it sent (a node of an older
+    version could have taken such a term): it says so instead of starting."""
+    from node.engine import Engine
+    from node.settings import Settings
+    from wal import CorruptStableState, StableStore
+
+    engine = Engine(Settings(data_dir=tmp_path, node_id="n1"))
+    engine.open()
+    engine.close()
+    stable = StableStore(tmp_path / "term")
+    stable.load()
+    stable.save(MAX_TERM + 1, None)
+    with pytest.raises(CorruptStableState, match="beyond the highest"):
+        Engine(Settings(data_dir=tmp_path, node_id="n1")).open()
