@@ -7,7 +7,7 @@ import functools
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -47,14 +47,23 @@ log = logging.getLogger("shoal.node")
 API_VERSION = "0.1.0"
 
 
-def _reload_keys_on_sighup(keys: KeySource) -> bool:
-    """``kill -HUP`` reads the keys file again (only where the loop may own
-    signals: the main thread of ``shoal serve``). Taken from the start, so a
-    HUP during a long recovery does not end the process."""
+def _reload_on_sighup(reloads: list[Callable[[], object]]) -> bool:
+    """``kill -HUP`` reads the keys file (and, under ``shoal serve``, the TLS
+    certificate) again, only where the loop may own signals: the main thread.
+    Taken from the start, so a HUP during a long recovery does not end the
+    process."""
     if threading.current_thread() is not threading.main_thread():
         return False
+
+    def reload_all() -> None:
+        for reload in reloads:
+            try:
+                reload()
+            except Exception:  # one failing must not stop the others, nor the node
+                log.exception("SIGHUP: reloading failed; what was in force stays")
+
     try:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, keys.reload)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_all)
     except (RuntimeError, ValueError, NotImplementedError):
         return False
     return True
@@ -69,7 +78,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        reloading = _reload_keys_on_sighup(keys)
+        reloading = _reload_on_sighup(app.state.reloads)
         try:
             await run_in_threadpool(engine.open)
         except (
@@ -95,6 +104,8 @@ def create_app(
     )
     metrics = NodeMetrics(engine)
     app.state.engine = engine
+    # What SIGHUP reads again; shoal serve adds the TLS certificate.
+    app.state.reloads = [keys.reload]
     app.state.metrics = metrics
     registry = embedders or build_registry(
         settings.cohere_api_key, settings.cohere_embed_model, settings.cohere_base_url

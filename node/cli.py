@@ -260,6 +260,14 @@ def serve(settings: Settings) -> int:
         http=tls.peer_cert_protocol() if settings.peer_ca is not None else "auto",
         **tls.server_options(settings.tls_cert, settings.tls_key, settings.peer_ca),
     )
+    engine = app.state.engine
+
+    def reload_certificate() -> None:
+        contexts = [context for context in (config.ssl, engine.peer_tls()) if context]
+        tls.reload(settings.tls_cert, settings.tls_key, settings.peer_ca, contexts)
+
+    if settings.tls_cert is not None:
+        app.state.reloads.append(reload_certificate)
     server = Server(config)
     server.run()
     return 0 if server.started else 1

@@ -160,6 +160,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self._quiet_snapshots: asyncio.Task[None] | None = None
+        self._peer_context: ssl.SSLContext | None = None
 
     # ---------------------------------------------------------- lifecycle
     def open(self) -> None:
@@ -361,9 +362,13 @@ class Engine:
             )
 
     def peer_tls(self) -> ssl.SSLContext:
-        """How this node calls peers over https (see node.tls)."""
-        settings = self.settings
-        return peer_context(settings.tls_cert, settings.tls_key, settings.peer_ca)
+        """How this node calls peers over https (see node.tls): one context
+        for every peer connection, so a SIGHUP reloads it in one place."""
+        if self._peer_context is None:
+            settings = self.settings
+            self._peer_context = peer_context(settings.tls_cert, settings.tls_key,
+                                              settings.peer_ca)  # fmt: skip
+        return self._peer_context
 
     async def _join(self) -> None:
         """Ask the cluster behind ``--join`` to add this node as a learner;

@@ -14,10 +14,13 @@ See docs/security.md for making a CA and certificates with openssl.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import ssl
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("shoal.tls")
 
 # The request scope's mark (see PeerCertProtocol): the names the connection's
 # client certificate carries, empty when it came without one.
@@ -83,6 +86,28 @@ def check_files(cert: Path | None, key: Path | None, peer_ca: Path | None) -> st
     except (OSError, ssl.SSLError) as exc:
         return f"the TLS files cannot be used: {exc}"
     return None
+
+
+def reload(
+    cert: Path | None, key: Path | None, peer_ca: Path | None, contexts: list[ssl.SSLContext]
+) -> bool:
+    """Load renewed certificate files into the contexts in use (``kill -HUP``):
+    connections made from then on present the new certificate and trust the
+    CA file's certificates. Those already trusted stay trusted: dropping a CA
+    needs a restart. Files that do not work leave the old ones in force."""
+    if cert is None or key is None:
+        log.info("SIGHUP: no certificate to read again (see --tls-cert)")
+        return False
+    problem = check_files(cert, key, peer_ca)
+    if problem is not None:
+        log.error("certificates not reloaded, the old ones stay in force: %s", problem)
+        return False
+    for context in contexts:
+        context.load_cert_chain(str(cert), str(key))
+        if peer_ca is not None:
+            context.load_verify_locations(cafile=str(peer_ca))
+    log.info("certificate reloaded from %s for new connections", cert)
+    return True
 
 
 def peer_cert_protocol() -> type:

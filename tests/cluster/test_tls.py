@@ -4,9 +4,13 @@ without a certificate from the cluster's CA is refused."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import socket
 import ssl
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +19,7 @@ import msgpack
 import pytest
 
 from tests.cluster_harness import SECRET_HEADER, ClusterProcesses
+from tests.harness import NodeProcess
 
 pytestmark = pytest.mark.cluster
 
@@ -152,7 +157,7 @@ def _a_learner_joins_and_installs_a_snapshot_over_tls(
     """--join, then the snapshot transfer: both cross mutual TLS (the log it
     needs was compacted away, so only a snapshot can bring it up to date)."""
     from tests.cluster_harness import SECRET
-    from tests.harness import NodeProcess, free_port
+    from tests.harness import free_port
 
     with cluster.client(leader) as api:
         for n in range(2):  # the second compacts the log behind the first
@@ -175,3 +180,45 @@ def _a_learner_joins_and_installs_a_snapshot_over_tls(
     joined = cluster.status("n4")
     assert joined is not None and joined["role"] == "learner"
     assert joined["snapshot"] is not None and joined["snapshot"]["index"] > 1, joined
+
+
+def _served_name(port: int, pki: Path) -> str:
+    """The common name of the certificate a new connection to the port gets."""
+    context = ssl.create_default_context(cafile=str(pki / "cluster-ca.pem"))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as wrapped:  # fmt: skip
+        subject = dict(item for rdn in wrapped.getpeercert()["subject"] for item in rdn)
+    return str(subject["commonName"])
+
+
+def test_a_renewed_certificate_is_served_after_sighup(tmp_path: Path, pki: Path) -> None:
+    """kill -HUP reads --tls-cert and --tls-key again: new connections get
+    the renewed certificate, without a restart; files that do not work leave
+    the one in force, and the node serves on."""
+    _certificate(pki, "renewed", "cluster-ca")
+    live_cert, live_key = tmp_path / "live.pem", tmp_path / "live.key"
+    shutil.copy(pki / "node.pem", live_cert)
+    shutil.copy(pki / "node.key", live_key)
+    node = NodeProcess(tmp_path / "data", "--tls-cert", str(live_cert), "--tls-key",
+                       str(live_key))  # fmt: skip
+    node.scheme = "https"
+    node.verify = ssl.create_default_context(cafile=str(pki / "cluster-ca.pem"))
+    node.start()
+    try:
+        assert _served_name(node.port, pki) == "node"
+        shutil.copy(pki / "renewed.pem", live_cert)
+        shutil.copy(pki / "renewed.key", live_key)
+        os.kill(node.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while _served_name(node.port, pki) != "renewed":
+            assert time.monotonic() < deadline, "the renewed certificate was not served"
+            time.sleep(0.1)
+        live_key.write_text("not a key\n")  # a renewal gone wrong
+        os.kill(node.pid, signal.SIGHUP)
+        time.sleep(0.5)
+        assert _served_name(node.port, pki) == "renewed"
+        assert "certificates not reloaded" in node.log()
+        with node.client() as client:
+            assert client.get("/health").status_code == 200
+    finally:
+        node.kill()
