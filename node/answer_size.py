@@ -4,14 +4,23 @@ A query may ask for 1,000 hits with their embeddings and texts, a document
 for all its chunks, a page for 1,000 documents with all their chunk ids: up
 to gigabytes of JSON from one request. Building and encoding that holds the
 whole answer in memory and the GIL for seconds, while the Raft loop waits to
-send its heartbeats. So the size is estimated from what the answer will hold
-(a few operations per item, no copies) and a request over the node's limit
-is refused with a sentence saying what to ask for instead.
+send its heartbeats. So the size is worked out item by item before anything
+is built, stopping as soon as it passes the node's limit:
+
+- a query (or a document with its chunks) over the limit is refused, with a
+  sentence saying what to ask for instead;
+- a page is cut short instead (at least one item), and its cursor goes on
+  from there, so a listing never dead-ends.
+
+One item is always answered: its size was bounded when it was written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+import orjson
 
 from node.errors import ShoalError
 from node.store.records import ChunkRecord, DocumentRecord
@@ -24,6 +33,8 @@ ITEM_BYTES = 300
 CHUNK_ID_BYTES = 40
 DEFAULT_LIMIT = 64 << 20  # --max-answer-bytes
 
+Item = TypeVar("Item")
+
 
 class AnswerTooLarge(ShoalError):
     status = 422
@@ -32,10 +43,10 @@ class AnswerTooLarge(ShoalError):
 
 
 def text_bytes(text: str | None) -> int:
-    """UTF-8 bytes of ``text``, at most (no copy is made)."""
-    if not text:
-        return 0
-    return len(text) if text.isascii() else 4 * len(text)
+    """Exactly what ``text`` takes in the JSON answer: escapes and UTF-8
+    included (a control character takes six bytes, a CJK character three).
+    Encoding one text at a time costs a copy of that text only."""
+    return len(orjson.dumps(text)) if text else 0
 
 
 def chunk_bytes(chunk: ChunkRecord, dimension: int, text: bool, embedding: bool) -> int:
@@ -48,8 +59,8 @@ def chunk_bytes(chunk: ChunkRecord, dimension: int, text: bool, embedding: bool)
 
 def metadata_bytes(record: DocumentRecord) -> int:
     fields = record.fields
-    texts = sum(text_bytes(value) for value in (fields.title, fields.author, fields.source_url))
-    return ITEM_BYTES + texts + sum(text_bytes(tag) + 4 for tag in fields.tags)
+    named = (fields.title, fields.author, fields.source_url, fields.document_type)
+    return ITEM_BYTES + sum(map(text_bytes, named)) + sum(text_bytes(t) + 1 for t in fields.tags)
 
 
 def document_bytes(record: DocumentRecord) -> int:
@@ -57,19 +68,34 @@ def document_bytes(record: DocumentRecord) -> int:
     return metadata_bytes(record) + CHUNK_ID_BYTES * len(record.chunk_ids)
 
 
+def total(sizes: Iterable[int], limit: int) -> int:
+    """The sum of ``sizes``, or the first partial sum above ``limit``."""
+    running = 0
+    for size in sizes:
+        running += size
+        if running > limit:
+            break
+    return running
+
+
+def fitting(items: Iterable[tuple[Item, int]], limit: int) -> Iterator[Item]:
+    """The items, with their sizes, as long as they fit in ``limit`` bytes
+    together; the first one always."""
+    running = 0
+    for count, (item, size) in enumerate(items):
+        running += size
+        if count and running > limit:
+            return
+        yield item
+
+
 def check(estimate: int, limit: int, what: str, instead: str) -> None:
     """Refuse an answer estimated above ``limit`` bytes."""
     if estimate > limit:
         raise AnswerTooLarge(
-            f"{what} would be about {_mib(estimate)} of JSON, above this node's limit of "
-            f"{_mib(limit)} (--max-answer-bytes); {instead}"
+            f"{what} would be more than {_mib(limit)} of JSON, this node's limit "
+            f"(--max-answer-bytes); {instead}"
         )
-
-
-def chunks_bytes(
-    chunks: Iterable[ChunkRecord], dimension: int, text: bool, embedding: bool
-) -> int:
-    return sum(chunk_bytes(chunk, dimension, text, embedding) for chunk in chunks)
 
 
 def _mib(size: int) -> str:

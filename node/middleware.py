@@ -204,7 +204,7 @@ class NodeMiddleware:
         # shows a certificate; an operator at the membership and leadership
         # levers may show an admin key instead.
         lever = is_cluster_lever(path)
-        unproven = self.require_peer_cert and not scope.get(PEER_CERT_KEY)
+        unproven = self.require_peer_cert and scope.get(PEER_CERT_KEY) is None
         if unproven and (path.startswith("/_cluster/") or (lever and not ring.roles)):
             return PeerCertificateMissing(
                 "cluster endpoints take only connections with a peer certificate signed "

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from node.engine import Engine
 from node.errors import NodeFailed, ShoalError, Unavailable
-from node.tls import peer_names
+from node.tls import names_match, peer_names
 from replication.runner import RaftNode
 from replication.transport import secret_matches
 
@@ -76,7 +76,7 @@ def check_certificate(sender: str | None, engine: Engine) -> None:
         return
     url = engine.member_urls().get(sender)
     host = urlsplit(url).hostname if url else None
-    if sender in names or (host is not None and host in names):
+    if names_match(names, sender) or (host is not None and names_match(names, host)):
         return
     raise CertificateOfAnother(
         f"the request says it comes from {sender}, whose URL is {url}, but its certificate "

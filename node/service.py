@@ -12,6 +12,7 @@ Reads take the library's read lock and run on worker threads too.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -398,28 +399,30 @@ class Service:
             record = library.documents.get(document_id)
             if record is None:
                 raise NotFound(f"document {document_id} does not exist in library {library_id}")
-            size = answer_size.document_bytes(record)
             if include_chunks:
-                chunks = (library.chunks[chunk_id] for chunk_id in record.chunk_ids)
-                size += answer_size.chunks_bytes(
-                    chunks, library.info.dimension or 0, True, include_embedding
-                )
-            answer_size.check(
-                size, self.max_answer_bytes,
-                f"document {document_id} with its {len(record.chunk_ids)} chunks"
-                if include_chunks else f"document {document_id}",
-                "leave include_chunks out and page through its chunks with "
-                f"GET /libraries/{library_id}/documents/{document_id}/chunks",
-            )  # fmt: skip
+                dimension = library.info.dimension or 0
+                sizes = itertools.chain(
+                    [answer_size.document_bytes(record)],
+                    (answer_size.chunk_bytes(library.chunks[chunk_id], dimension, True,
+                                             include_embedding)
+                     for chunk_id in record.chunk_ids),
+                )  # fmt: skip
+                answer_size.check(
+                    answer_size.total(sizes, self.max_answer_bytes), self.max_answer_bytes,
+                    f"document {document_id} with its chunks ({len(record.chunk_ids)})",
+                    "leave include_chunks out and page through its chunks with "
+                    f"GET /libraries/{library_id}/documents/{document_id}/chunks",
+                )  # fmt: skip
             return views.document_view(library, record, include_chunks, include_embedding)
 
     def list_documents(self, library_id: str, cursor: str | None, limit: int) -> dict[str, Any]:
         with self._reading(library_id) as library:
             after = cursors.decode(cursor, library.document_key, "document")
             keys, more = library.document_order.page(after, limit)
-            size = sum(answer_size.document_bytes(library.documents[i]) for _, i in keys)
-            answer_size.check(size, self.max_answer_bytes, f"a page of {len(keys)} documents",
-                              "ask for a smaller limit")  # fmt: skip
+            # A page is cut short rather than refused: the cursor goes on from there.
+            sized = ((key, answer_size.document_bytes(library.documents[key[1]])) for key in keys)
+            fitting = list(answer_size.fitting(sized, self.max_answer_bytes))
+            keys, more = fitting, more or len(fitting) < len(keys)
             items = [views.document_view(library, library.documents[i]) for _, i in keys]
         next_cursor = cursors.encode(keys[-1]) if more and keys else None
         return {"items": items, "next_cursor": next_cursor}
@@ -458,12 +461,12 @@ class Service:
                 start = record.chunk_ids.index(cursor) + 1
             ids = record.chunk_ids[start : start + limit]
             more = start + limit < len(record.chunk_ids)
-            size = answer_size.chunks_bytes(
-                (library.chunks[i] for i in ids), library.info.dimension or 0, True,
-                include_embedding,
-            )  # fmt: skip
-            answer_size.check(size, self.max_answer_bytes, f"a page of {len(ids)} chunks",
-                              "ask for a smaller limit or no include_embeddings")  # fmt: skip
+            # A page is cut short rather than refused: the cursor goes on from there.
+            dimension = library.info.dimension or 0
+            sized = ((i, answer_size.chunk_bytes(library.chunks[i], dimension, True,
+                                                 include_embedding)) for i in ids)  # fmt: skip
+            fitting = list(answer_size.fitting(sized, self.max_answer_bytes))
+            ids, more = fitting, more or len(fitting) < len(ids)
             items = [views.chunk_view(library, library.chunks[i], include_embedding) for i in ids]
         return {"items": items, "next_cursor": ids[-1] if more and ids else None}
 
@@ -604,15 +607,21 @@ class Service:
     def _check_hits_size(
         self, library: Library, chunk_ids: Sequence[str], include: set[models.Include]
     ) -> None:
-        chunks = [library.chunks[chunk_id] for chunk_id in chunk_ids]
-        size = answer_size.chunks_bytes(chunks, library.info.dimension or 0, "text" in include,
-                                        "embedding" in include)  # fmt: skip
-        if "metadata" in include:
-            size += 100 * len(chunks)
-        if "document" in include:
-            size += sum(answer_size.metadata_bytes(library.documents[c.document_id])
-                        for c in chunks)  # fmt: skip
-        answer_size.check(size, self.max_answer_bytes, f"the {len(chunks)} hits",
+        dimension = library.info.dimension or 0
+        text, embedding = "text" in include, "embedding" in include
+        metadata, document = "metadata" in include, "document" in include
+
+        def sizes() -> Iterator[int]:
+            for chunk_id in chunk_ids:
+                chunk = library.chunks[chunk_id]
+                size = answer_size.chunk_bytes(chunk, dimension, text, embedding)
+                size += 100 if metadata else 0
+                if document:
+                    size += answer_size.metadata_bytes(library.documents[chunk.document_id])
+                yield size
+
+        limit = self.max_answer_bytes
+        answer_size.check(answer_size.total(sizes(), limit), limit, f"the {len(chunk_ids)} hits",
                           "ask for a smaller k, or leave embedding, text or document out of "
                           "include")  # fmt: skip
 

@@ -23,7 +23,8 @@ from typing import Any
 log = logging.getLogger("shoal.tls")
 
 # The request scope's mark (see PeerCertProtocol): the names the connection's
-# client certificate carries, empty when it came without one.
+# client certificate carries (empty for a certificate that names nothing),
+# None when it came without one.
 PEER_CERT_KEY = "shoal.peer_certificate"
 # The same names for the request being answered (NodeMiddleware sets it), so
 # the peer guard can check that a peer's certificate names the member it
@@ -31,23 +32,39 @@ PEER_CERT_KEY = "shoal.peer_certificate"
 peer_names: ContextVar[frozenset[str] | None] = ContextVar("shoal_peer_names", default=None)
 
 
-def certificate_names(peercert: Any) -> frozenset[str]:
-    """Common names and subject alternative names (DNS names, IP addresses
-    in their usual form) of a certificate as ``SSLSocket.getpeercert()``
-    gives it; empty for none."""
+def normal_name(name: str) -> str:
+    """A host or certificate name as compared: lower case, no trailing dot,
+    IP addresses in their usual form (IPv6 without brackets, compressed)."""
+    name = name.strip().strip("[]").rstrip(".").lower()
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name
+
+
+def certificate_names(peercert: Any) -> frozenset[str] | None:
+    """Common names and subject alternative names (DNS names, IP addresses,
+    URIs) of a certificate as ``SSLSocket.getpeercert()`` gives it, in
+    :func:`normal_name` form; None for no certificate."""
     if not peercert:
-        return frozenset()
-    names = {value for rdn in peercert.get("subject", ()) for key, value in rdn
+        return None
+    names = {normal_name(value) for rdn in peercert.get("subject", ()) for key, value in rdn
              if key == "commonName"}  # fmt: skip
     for kind, value in peercert.get("subjectAltName", ()):
-        if kind == "DNS":
-            names.add(value)
-        elif kind == "IP Address":
-            try:
-                names.add(str(ipaddress.ip_address(value.strip())))
-            except ValueError:
-                continue
+        if kind in ("DNS", "IP Address", "URI"):
+            names.add(normal_name(value))
     return frozenset(names)
+
+
+def names_match(names: frozenset[str], wanted: str) -> bool:
+    """Whether a certificate with ``names`` names ``wanted`` (a node id or a
+    host): exactly, or by a wildcard for its leftmost label only
+    (``*.shoal-headless`` names ``shoal-0.shoal-headless``)."""
+    wanted = normal_name(wanted)
+    if wanted in names:
+        return True
+    _, dot, rest = wanted.partition(".")
+    return bool(dot) and f"*.{rest}" in names
 
 
 def peer_context(cert: Path | None, key: Path | None, peer_ca: Path | None) -> ssl.SSLContext:
