@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp
 
-from node import body, raft_endpoint
+from node import body, problems, raft_endpoint
 from node.embeddings import EmbeddingRegistry, build_registry
 from node.engine import DataDirInUse, Engine
 from node.fast_routes import FastRoutes
@@ -114,6 +114,7 @@ def create_app(
     app.state.service = service
     install_error_handlers(app)
     body.document(app)
+    problems.document(app)
     app.state.questions = Questions(settings)
     for module in (libraries, documents, chunks, query, ask, system, leadership, members,
                    backup, internal):  # fmt: skip

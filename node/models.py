@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import Strict as StrictValue
 from pydantic_core import PydanticCustomError
 
 from node.timeutil import check_storable
@@ -22,9 +23,20 @@ def _storable(moment: datetime) -> datetime:
         raise PydanticCustomError("instant_out_of_range", str(exc)) from None
 
 
+def _written_out(value: Any) -> Any:
+    """A number would be taken as seconds since 1970: 0 became a date."""
+    if isinstance(value, int | float):
+        raise PydanticCustomError(
+            "instant_as_number", "must be an ISO 8601 date-time such as 2024-05-01T12:00:00Z"
+        )
+    return value
+
+
 # A datetime the views can show again (years 1 to 9999 in UTC); before this
 # check, one outside was logged and then failed on every replica.
-Instant = Annotated[datetime, AfterValidator(_storable)]
+Instant = Annotated[datetime, BeforeValidator(_written_out), AfterValidator(_storable)]
+# An integer, not a boolean, float or string that looks like one.
+Integer = Annotated[int, StrictValue()]
 
 DEFAULT_INCLUDE: tuple[Include, ...] = ("text", "metadata")
 MAX_CHUNKS_PER_REQUEST = 10_000
@@ -41,7 +53,7 @@ class Strict(BaseModel):
 class LibraryCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=10_000)
-    dimension: int | None = Field(default=None, ge=1, le=MAX_DIMENSION)
+    dimension: Integer | None = Field(default=None, ge=1, le=MAX_DIMENSION)
     metric: Metric = "cosine"
     index_type: IndexType = "brute_force"
     index_params: dict[str, Any] = Field(default_factory=dict)
@@ -91,8 +103,8 @@ class DocumentMetadataUpdate(Strict):
 
 
 class ChunkMetadata(Strict):
-    page_number: int | None = Field(default=None, ge=0, le=MAX_POSITION)
-    chunk_index: int | None = Field(default=None, ge=0, le=MAX_POSITION)
+    page_number: Integer | None = Field(default=None, ge=0, le=MAX_POSITION)
+    chunk_index: Integer | None = Field(default=None, ge=0, le=MAX_POSITION)
     created_at: Instant | None = None
 
 
@@ -110,8 +122,8 @@ class DocumentCreate(Strict):
     metadata: DocumentMetadata = Field(default_factory=DocumentMetadata)
     chunks: list[ChunkCreate] | None = Field(default=None, max_length=MAX_CHUNKS_PER_REQUEST)
     text: str | None = Field(default=None, max_length=10 * MAX_TEXT)
-    chunk_size: int = Field(default=800, ge=50, le=20_000)
-    chunk_overlap: int = Field(default=100, ge=0, le=10_000)
+    chunk_size: Integer = Field(default=800, ge=50, le=20_000)
+    chunk_overlap: Integer = Field(default=100, ge=0, le=10_000)
 
 
 class DocumentUpdate(Strict):
@@ -170,7 +182,7 @@ class ChunkList(BaseModel):
 class QueryRequest(Strict):
     query_embedding: list[float] | None = None
     query_text: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT)
-    k: int = Field(default=10, ge=1, le=1_000)
+    k: Integer = Field(default=10, ge=1, le=1_000)
     filters: dict[str, Any] | None = None
     search_params: dict[str, Any] = Field(
         default_factory=dict, description="Index-specific, e.g. {'ef': 128} for hnsw"

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Route
 
 from node.errors import PROBLEM_BASE, InvalidRequest, MalformedBody, NotLeaderError, ShoalError
 
@@ -34,6 +35,18 @@ def problem_at(error: ShoalError, path: str, query: str = "") -> JSONResponse:
     return JSONResponse(
         error.problem(path), status_code=error.status, media_type=PROBLEM_JSON, headers=headers
     )
+
+
+def _methods_at(request: Request) -> list[str]:
+    """Every method some route answers at the request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if not isinstance(route, Route) or not route.methods:
+            continue
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+    return sorted(methods, key=lambda name: (order.index(name) if name in order else 9, name))
 
 
 UNEXPECTED = (
@@ -99,8 +112,11 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else "request refused"
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"there is no endpoint at {request.url.path}"
-        elif exc.status_code == 405:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
+            # The framework lists only the first route of the path it found.
+            headers["Allow"] = ", ".join(_methods_at(request))
         body = {
             "type": PROBLEM_BASE + f"http-{exc.status_code}",
             "title": detail,
@@ -108,9 +124,64 @@ def install_error_handlers(app: FastAPI) -> None:
             "detail": detail,
             "instance": request.url.path,
         }
-        return JSONResponse(body, exc.status_code, headers=exc.headers, media_type=PROBLEM_JSON)
+        return JSONResponse(body, exc.status_code, headers=headers, media_type=PROBLEM_JSON)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return problem_response(ShoalError(UNEXPECTED), request)
+
+
+# What every operation may answer besides its success, in the OpenAPI
+# document: all of it problem+json (see docs/api.md).
+_REFUSALS = {
+    "400": "The body is not JSON, or not sent as application/json",
+    "401": "The API key is missing or wrong",
+    "403": "The API key's role does not allow this (the detail names the role needed)",
+    "404": "No such library, document, chunk or path",
+    "409": "A name or id already in use, or a change that lost a race with another",
+    "413": "The body is over --max-body-bytes",
+    "422": "A field is wrong, or the answer would be over --max-answer-bytes",
+    "429": "Over the client's --rate-limit or the node's --max-writes-in-flight; see Retry-After",
+    "503": "The node cannot serve this now (no leader, catching up, a dependency missing); "
+    "see Retry-After",
+}
+_REDIRECT = "Sent to a follower: send it again to the leader, at the Location given"
+_PROBLEM = {
+    "type": "object",
+    "title": "Problem",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+}
+
+
+def document(app: FastAPI) -> None:
+    """List the problem+json answers on every operation of the app's OpenAPI
+    document (the framework documents a JSON 422 only)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = _PROBLEM
+        problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for operations in schema.get("paths", {}).values():
+            for method, operation in operations.items():
+                responses = operation.setdefault("responses", {})
+                refusals = dict(_REFUSALS)
+                if method != "get":
+                    refusals["307"] = _REDIRECT
+                for status, description in refusals.items():
+                    responses[status] = {"description": description, "content": problem}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -9,17 +9,19 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from node.deps import ServiceDep
-from node.models import Strict
-from node.questions import Questions
+from node.models import Integer, Strict
+from node.questions import WORKFLOW_ID, Questions
 
 router = APIRouter(tags=["questions"])
 
 
 class AskRequest(Strict):
     question: str = Field(min_length=1, max_length=4_000)
-    k: int = Field(default=5, ge=1, le=50)
+    k: Integer = Field(default=5, ge=1, le=50)
     workflow_id: str | None = Field(
-        default=None, description="Your own id for the question (makes a retried ask idempotent)"
+        default=None,
+        pattern=WORKFLOW_ID.pattern,
+        description="Your own id for the question (makes a retried ask idempotent)",
     )
 
 
