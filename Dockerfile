@@ -29,7 +29,9 @@ RUN groupadd --system --gid 10001 shoal \
     && useradd --system --uid 10001 --gid shoal --create-home --home-dir /home/shoal shoal \
     && mkdir -p /data && chown shoal:shoal /data
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+# The dependencies at the versions of deploy/requirements.lock (audited in CI).
+COPY deploy/requirements.lock /wheels/requirements.lock
+RUN pip install --no-cache-dir -r /wheels/requirements.lock /wheels/*.whl && rm -rf /wheels
 USER shoal
 WORKDIR /home/shoal
 ENV SHOAL_HOST=0.0.0.0 \
