@@ -17,7 +17,7 @@ One item is always answered: its size was bounded when it was written.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 import orjson
@@ -87,6 +87,15 @@ def fitting(items: Iterable[tuple[Item, int]], limit: int) -> Iterator[Item]:
         if count and running > limit:
             return
         yield item
+
+
+def page(
+    items: list[Item], size_of: Callable[[Item], int], limit: int, more: bool
+) -> tuple[list[Item], bool]:
+    """A page cut short to what fits in ``limit`` bytes (at least one item),
+    and whether items follow it: a listing goes on from where it stopped."""
+    kept = list(fitting(((item, size_of(item)) for item in items), limit))
+    return kept, more or len(kept) < len(items)
 
 
 def check(estimate: int, limit: int, what: str, instead: str) -> None:

@@ -419,10 +419,10 @@ class Service:
         with self._reading(library_id) as library:
             after = cursors.decode(cursor, library.document_key, "document")
             keys, more = library.document_order.page(after, limit)
-            # A page is cut short rather than refused: the cursor goes on from there.
-            sized = ((key, answer_size.document_bytes(library.documents[key[1]])) for key in keys)
-            fitting = list(answer_size.fitting(sized, self.max_answer_bytes))
-            keys, more = fitting, more or len(fitting) < len(keys)
+            keys, more = answer_size.page(
+                keys, lambda key: answer_size.document_bytes(library.documents[key[1]]),
+                self.max_answer_bytes, more,
+            )  # fmt: skip
             items = [views.document_view(library, library.documents[i]) for _, i in keys]
         next_cursor = cursors.encode(keys[-1]) if more and keys else None
         return {"items": items, "next_cursor": next_cursor}
@@ -461,12 +461,12 @@ class Service:
                 start = record.chunk_ids.index(cursor) + 1
             ids = record.chunk_ids[start : start + limit]
             more = start + limit < len(record.chunk_ids)
-            # A page is cut short rather than refused: the cursor goes on from there.
             dimension = library.info.dimension or 0
-            sized = ((i, answer_size.chunk_bytes(library.chunks[i], dimension, True,
-                                                 include_embedding)) for i in ids)  # fmt: skip
-            fitting = list(answer_size.fitting(sized, self.max_answer_bytes))
-            ids, more = fitting, more or len(fitting) < len(ids)
+            ids, more = answer_size.page(
+                ids, lambda i: answer_size.chunk_bytes(library.chunks[i], dimension, True,
+                                                       include_embedding),
+                self.max_answer_bytes, more,
+            )  # fmt: skip
             items = [views.chunk_view(library, library.chunks[i], include_embedding) for i in ids]
         return {"items": items, "next_cursor": ids[-1] if more and ids else None}
 

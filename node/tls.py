@@ -130,7 +130,7 @@ def reload(
 def peer_cert_protocol() -> type:
     """uvicorn's HTTP protocol, marking each request's scope with the names of
     the connection's client certificate (the handshake checked it against
-    --peer-ca; none: empty). uvicorn does not offer the ASGI TLS extension."""
+    --peer-ca; None without one). uvicorn does not offer the ASGI TLS extension."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class PeerCertProtocol(HttpToolsProtocol):
