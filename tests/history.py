@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Outcome = Literal["ok", "fail", "unknown"]
 
@@ -66,7 +66,9 @@ def check_register(ops: list[Op], initial: str | None = None, budget: int = 500_
     seen: set[tuple[int, str | None]] = set()
     steps = 0
 
-    def search(done: int, value: str | None) -> bool:
+    def enter(done: int, value: str | None) -> list[Any] | bool:
+        """A search state's frame [done, value, horizon, next op to try];
+        True when every required op is placed, False when already explored."""
         nonlocal steps
         if all(done >> i & 1 or not required[i] for i in range(count)):
             return True
@@ -82,17 +84,41 @@ def check_register(ops: list[Op], initial: str | None = None, budget: int = 500_
             (candidates[i].complete for i in range(count) if not done >> i & 1 and required[i]),
             default=math.inf,
         )
-        for i in range(count):
-            if done >> i & 1:
-                continue
-            op = candidates[i]
-            if op.invoke > horizon:
-                break
-            if op.kind == "read":
-                if op.value == value and search(done | 1 << i, value):
+        return [done, value, horizon, 0]
+
+    def search(done: int, value: str | None) -> bool:
+        """Depth first, on a stack of frames rather than Python's: a key's
+        history may hold more operations than the interpreter nests calls
+        (a flapping-partition drill once recorded over a thousand)."""
+        first = enter(done, value)
+        if not isinstance(first, list):
+            return first
+        stack = [first]
+        while stack:
+            frame = stack[-1]
+            done, value, horizon, i = frame
+            child: list[Any] | None = None
+            while i < count:
+                op = candidates[i]
+                i += 1
+                if done >> (i - 1) & 1:
+                    continue
+                if op.invoke > horizon:
+                    i = count
+                    break
+                if op.kind == "read" and op.value != value:
+                    continue
+                opened = enter(done | 1 << (i - 1), value if op.kind == "read" else op.value)
+                if opened is True:
                     return True
-            elif search(done | 1 << i, op.value):
-                return True
+                if isinstance(opened, list):
+                    child = opened
+                    break
+            frame[3] = i
+            if child is None:
+                stack.pop()
+            else:
+                stack.append(child)
         return False
 
     try:

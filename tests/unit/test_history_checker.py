@@ -110,3 +110,16 @@ def test_random_sequential_histories_pass() -> None:
 def test_unknown_window_is_open_ended() -> None:
     op = w("a", 0, 1, "unknown")
     assert check_register([op, r("a", math.inf - 1, math.inf)]).ok
+
+
+def test_a_history_longer_than_python_nests_calls() -> None:
+    """Found in CI: a flapping-partition drill recorded over a thousand
+    operations on one key, and the recursive search hit Python's recursion
+    limit. The search keeps its own stack now."""
+    ops = []
+    for n in range(1500):
+        ops += [w(f"v{n}", 4 * n, 4 * n + 1), r(f"v{n}", 4 * n + 2, 4 * n + 3)]
+    assert check_register(ops).ok
+    ops[-1] = r("v3", 6000, 6001)  # a stale read at the very end
+    verdict = check_register(ops)
+    assert not verdict.ok and not verdict.exhausted
